@@ -1,0 +1,137 @@
+package schema
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// The offset index beside each generation file (docs/index.md):
+//
+//	┌──────────────┬─────────────┬───────────┬────────────────────┐
+//	│ magic "RPIX" │ version (1) │ 3 × 0x00  │ data start (u64 LE) │   16 bytes
+//	├──────────────┴─────────────┴───────────┴────────────────────┤
+//	│ entry 0: end offset of record 0 (u64 LE) │ stream seq (u64 LE)│   16 bytes
+//	│ entry 1 ...                                                  │
+//	└──────────────────────────────────────────────────────────────┘
+//
+// Record i occupies [end(i-1), end(i)) of the NDJSON file, with end(-1) =
+// data start (the metadata header's size). Only the first Header.Count
+// entries are valid: entries past it may be torn and are ignored.
+const (
+	IndexMagic       = "RPIX"
+	IndexVersion     = 1
+	IndexHeaderSize  = 16
+	IndexEntrySize   = 16
+	indexVersionByte = 4
+)
+
+// ErrIndexFormat is wrapped by errors about an index file's bytes.
+var ErrIndexFormat = errors.New("not a rowpipe offset index")
+
+// AppendIndexHeader appends the 16-byte index header for a generation whose
+// records start at dataStart.
+func AppendIndexHeader(dst []byte, dataStart int64) []byte {
+	dst = append(dst, IndexMagic...)
+	dst = append(dst, IndexVersion, 0, 0, 0)
+	return binary.LittleEndian.AppendUint64(dst, uint64(dataStart))
+}
+
+// AppendIndexEntry appends the entry of one record: the offset just past its
+// '\n', and the stream sequence of the message that carried it.
+func AppendIndexEntry(dst []byte, end int64, seq uint64) []byte {
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(end))
+	return binary.LittleEndian.AppendUint64(dst, seq)
+}
+
+// IndexSize is the size of an index holding count entries.
+func IndexSize(count uint64) int64 { return IndexHeaderSize + int64(count)*IndexEntrySize }
+
+// Index maps a record number to its byte range with one or two small reads,
+// whatever the number. It holds no entries in memory and is safe for
+// concurrent use if r is. Entry and Range do not allocate when they succeed.
+type Index struct {
+	r         io.ReaderAt
+	dataStart int64
+}
+
+// OpenIndex checks the index header at the start of r: the magic and the
+// version. The error wraps ErrIndexFormat. It does not know how many entries
+// are valid: that is the metadata header's Count.
+func OpenIndex(r io.ReaderAt) (*Index, error) {
+	var b [IndexHeaderSize]byte
+	if err := readFullAt(r, b[:], 0); err != nil {
+		return nil, fmt.Errorf("%w: read header: %v", ErrIndexFormat, err)
+	}
+	if string(b[:4]) != IndexMagic {
+		return nil, fmt.Errorf("%w: bad magic %q", ErrIndexFormat, b[:4])
+	}
+	if b[indexVersionByte] != IndexVersion {
+		return nil, fmt.Errorf("%w: version %d (this build reads %d)", ErrIndexFormat, b[indexVersionByte], IndexVersion)
+	}
+	return &Index{r: r, dataStart: int64(binary.LittleEndian.Uint64(b[8:]))}, nil
+}
+
+// DataStart is the offset of record 0 in the NDJSON file.
+func (x *Index) DataStart() int64 { return x.dataStart }
+
+// entryBufs holds the small buffers Entry and Range read into: a buffer
+// passed to an io.ReaderAt escapes, so a stack array would cost one
+// allocation per call on the api's hot path.
+var entryBufs = sync.Pool{New: func() any { return new([IndexEntrySize]byte) }}
+
+// Entry returns entry i: the end offset of record i and its stream sequence.
+// The caller checks i < Header.Count; past it the bytes may be torn or absent.
+func (x *Index) Entry(i uint64) (end int64, seq uint64, err error) {
+	b := entryBufs.Get().(*[IndexEntrySize]byte)
+	defer entryBufs.Put(b)
+	if err := readFullAt(x.r, b[:], IndexSize(i)); err != nil {
+		return 0, 0, fmt.Errorf("index entry %d: %w", i, err)
+	}
+	return int64(binary.LittleEndian.Uint64(b[:8])), binary.LittleEndian.Uint64(b[8:]), nil
+}
+
+// Range returns the byte range [start, end) of records first .. first+n-1
+// in the NDJSON file, reading at most two entries. n must be at least 1 and
+// first+n must be at most Header.Count; Range cannot check the count, only
+// that the range is not empty and starts at or after DataStart (an error
+// wrapping ErrIndexFormat otherwise).
+func (x *Index) Range(first, n uint64) (start, end int64, err error) {
+	if n == 0 {
+		return 0, 0, errors.New("index range of zero records")
+	}
+	b := entryBufs.Get().(*[IndexEntrySize]byte)
+	defer entryBufs.Put(b)
+	if first == 0 {
+		start = x.dataStart
+	} else {
+		if err := readFullAt(x.r, b[:8], IndexSize(first-1)); err != nil {
+			return 0, 0, fmt.Errorf("index entry %d: %w", first-1, err)
+		}
+		start = int64(binary.LittleEndian.Uint64(b[:8]))
+	}
+	if err := readFullAt(x.r, b[:8], IndexSize(first+n-1)); err != nil {
+		return 0, 0, fmt.Errorf("index entry %d: %w", first+n-1, err)
+	}
+	end = int64(binary.LittleEndian.Uint64(b[:8]))
+	if end <= start || start < x.dataStart {
+		return 0, 0, fmt.Errorf("%w: records %d..%d map to [%d, %d)", ErrIndexFormat, first, first+n-1, start, end)
+	}
+	return start, end, nil
+}
+
+// readFullAt fills b from r at off. io.ReaderAt allows io.EOF together with
+// a full read at the end of the input; that is a success here. A short read
+// keeps the reader's error (io.EOF past the end of a file).
+func readFullAt(r io.ReaderAt, b []byte, off int64) error {
+	n, err := r.ReadAt(b, off)
+	if n == len(b) {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF // a ReaderAt that breaks its contract
+	}
+	return err
+}
