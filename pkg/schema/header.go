@@ -156,7 +156,10 @@ func canonicalHeader(h Header) Header {
 }
 
 // DecodeHeader parses one header line (with its '\n'), checking the
-// checksum and the version. A torn line gives ErrHeaderTorn.
+// checksum, then the version, then that header_size is the line's length
+// (docs/header.md). Errors wrap ErrHeaderTorn (a mixed or damaged read: read
+// again), ErrHeaderVersion (written by another version: do not use or
+// rewrite the file) or ErrHeaderFormat (not a rowpipe header).
 func DecodeHeader(line []byte) (Header, error) {
 	var h Header
 	if len(line) < 2 || line[0] != '{' || line[len(line)-1] != '\n' {
@@ -180,17 +183,18 @@ func DecodeHeader(line []byte) (Header, error) {
 	if !ok || crc32.Checksum(obj[:at], castagnoli) != want {
 		return h, ErrHeaderTorn
 	}
-	var probe struct {
-		Version int `json:"version"`
-	}
-	if err := json.Unmarshal(obj, &probe); err != nil {
-		return h, fmt.Errorf("%w: %v", ErrHeaderFormat, err)
-	}
-	if probe.Version != HeaderVersion {
-		return h, fmt.Errorf("%w: %d (this build reads %d)", ErrHeaderVersion, probe.Version, HeaderVersion)
-	}
-	if err := json.Unmarshal(obj, &h); err != nil {
-		return h, fmt.Errorf("%w: %v", ErrHeaderFormat, err)
+	// One decode in the usual case. The version decides which error a
+	// failure is: another version may lay its members out differently.
+	if err := json.Unmarshal(obj, &h); err != nil || h.Version != HeaderVersion {
+		var probe struct {
+			Version int `json:"version"`
+		}
+		if perr := json.Unmarshal(obj, &probe); perr == nil && probe.Version != HeaderVersion {
+			return Header{}, fmt.Errorf("%w: %d (this build reads %d)", ErrHeaderVersion, probe.Version, HeaderVersion)
+		} else if err == nil {
+			err = perr
+		}
+		return Header{}, fmt.Errorf("%w: %v", ErrHeaderFormat, err)
 	}
 	if h.Size != len(line) {
 		return h, fmt.Errorf("%w: header_size %d but the line is %d bytes", ErrHeaderFormat, h.Size, len(line))
@@ -215,8 +219,9 @@ func parseCRC(b []byte) (uint32, bool) {
 }
 
 // ReadHeader reads and decodes the header at the start of r with one read
-// of HeaderBlock bytes in the usual case. It returns ErrHeaderTorn when the
-// bytes were caught mid-rewrite; callers retry.
+// of HeaderBlock bytes in the usual case (larger headers take a few more,
+// up to MaxHeaderSize). It returns DecodeHeader's errors; ErrHeaderTorn
+// means the bytes were caught mid-rewrite, and callers retry.
 func ReadHeader(r io.ReaderAt) (Header, error) {
 	buf := make([]byte, HeaderBlock)
 	for {

@@ -21,9 +21,14 @@ import (
 // data start (the metadata header's size). Only the first Header.Count
 // entries are valid: entries past it may be torn and are ignored.
 const (
-	IndexMagic       = "RPIX"
-	IndexVersion     = 1
-	IndexHeaderSize  = 16
+	// IndexMagic opens every index file.
+	IndexMagic = "RPIX"
+	// IndexVersion is the format in docs/index.md; OpenIndex refuses others.
+	IndexVersion = 1
+	// IndexHeaderSize is the size of the index header; entry i starts at
+	// IndexHeaderSize + i*IndexEntrySize.
+	IndexHeaderSize = 16
+	// IndexEntrySize is the size of one entry: end offset and stream seq.
 	IndexEntrySize   = 16
 	indexVersionByte = 4
 )
@@ -46,7 +51,9 @@ func AppendIndexEntry(dst []byte, end int64, seq uint64) []byte {
 	return binary.LittleEndian.AppendUint64(dst, seq)
 }
 
-// IndexSize is the size of an index holding count entries.
+// IndexSize is the size of an index holding count entries, which is also
+// the offset of entry count: a writer rolling back to count entries
+// truncates the index there.
 func IndexSize(count uint64) int64 { return IndexHeaderSize + int64(count)*IndexEntrySize }
 
 // Index maps a record number to its byte range with one or two small reads,

@@ -11,10 +11,12 @@ import (
 // reported, never silently replaced.
 var ErrInvalidUTF8 = errors.New("invalid UTF-8")
 
-// FieldError says which field of a record could not be encoded.
+// FieldError says which field of a record could not be encoded. Err is the
+// reason (it wraps ErrInvalidUTF8 for a value that is not UTF-8, with the
+// byte offset inside the value); errors.Is and errors.As see through it.
 type FieldError struct {
-	Column int // 1-based
-	Field  string
+	Column int    // 1-based position of the field in the record
+	Field  string // the field's name
 	Err    error
 }
 

@@ -21,14 +21,23 @@ const (
 	OutcomeDiscarded = "discarded" // a newer begin replaced it before its end
 )
 
-// GenerationState summarises one generation.
+// GenerationState summarises one generation (docs/state.md).
 type GenerationState struct {
-	Generation uint64    `json:"generation"`
-	Sync       string    `json:"sync"`
-	Count      uint64    `json:"count"`
-	Rejected   uint64    `json:"rejected"`
-	SHA256     string    `json:"sha256,omitempty"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	// Generation is the stream sequence of the begin that opened it.
+	Generation uint64 `json:"generation"`
+	// Sync is the sync that created it or last appended to it; for
+	// Building, the sync an interrupted ingester may resume.
+	Sync     string `json:"sync"`
+	Count    uint64 `json:"count"`
+	Rejected uint64 `json:"rejected"`
+	// SHA256 is the source digest: for Current, of the source that made it
+	// (an ingester with the same digest is "unchanged"); for Building, the
+	// one its begin announced (empty when not known in advance).
+	SHA256    string    `json:"sha256,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Mode is the mode of Sync, so a resuming ingester can check it runs
+	// the same kind of sync. Empty in states written before it existed.
+	Mode Mode `json:"mode,omitempty"`
 }
 
 // SyncOutcome is how one sync ended.
@@ -41,7 +50,10 @@ type SyncOutcome struct {
 	Reason     string `json:"reason,omitempty"`
 }
 
-// DatasetState is the value of a dataset's key in StateBucket.
+// DatasetState is the value of a dataset's key in StateBucket. Current is
+// the generation readers are served (nil before the first commit), Building
+// the replace-mode generation still receiving rows (nil when none), Last the
+// outcome of the latest sync to finish.
 type DatasetState struct {
 	Dataset string `json:"dataset"`
 	// Seq is the stream sequence of the message this state reflects; a
@@ -53,7 +65,7 @@ type DatasetState struct {
 	Last     *SyncOutcome     `json:"last,omitempty"`
 }
 
-// EncodeState returns s as JSON.
+// EncodeState returns s as JSON: the value a writer puts in StateBucket.
 func EncodeState(s DatasetState) []byte {
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -62,7 +74,8 @@ func EncodeState(s DatasetState) []byte {
 	return b
 }
 
-// DecodeState parses a state value.
+// DecodeState parses a state value. Unknown members are ignored, so a
+// newer writer's states still decode.
 func DecodeState(b []byte) (DatasetState, error) {
 	var s DatasetState
 	if err := json.Unmarshal(b, &s); err != nil {
