@@ -1,0 +1,179 @@
+// Package openapi builds the api's OpenAPI 3 document, served at
+// /openapi.json. A test in package api checks that every route the server
+// registers is described here, and nothing else.
+package openapi
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
+)
+
+// Options are the figures the document states.
+type Options struct {
+	MaxLimit       int
+	DefaultLimit   int
+	DefaultDataset string
+	// AuthOff drops the security requirement (API_AUTH=off).
+	AuthOff bool
+}
+
+type obj = map[string]any
+
+// Document returns the OpenAPI 3.0 document as JSON.
+func Document(o Options) ([]byte, error) {
+	ref := func(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
+	errResp := func(desc string) obj {
+		return obj{"description": desc, "content": obj{"application/json": obj{"schema": ref("Error")}}}
+	}
+	jsonResp := func(desc, schemaName string) obj {
+		return obj{"description": desc, "content": obj{"application/json": obj{"schema": ref(schemaName)}}}
+	}
+	param := func(name, in, desc string, sch obj, required bool) obj {
+		return obj{"name": name, "in": in, "description": desc, "required": required, "schema": sch}
+	}
+	datasetPattern := obj{"type": "string", "pattern": schema.DatasetPattern}
+	pathName := param("name", "path", "Dataset name.", datasetPattern, true)
+	pageParams := []any{
+		param("limit", "query", "Records per page, 1.."+strconv.Itoa(o.MaxLimit)+" (MAX_LIMIT).", obj{"type": "integer", "minimum": 1, "maximum": o.MaxLimit, "default": o.DefaultLimit}, false),
+		param("offset", "query", "Records to skip. Past the end gives an empty page.", obj{"type": "integer", "minimum": 0, "default": 0}, false),
+		param("generation", "query", "Pin the page to this generation; 410 once it is pruned.", obj{"type": "integer", "minimum": 1}, false),
+		param("format", "query", "json (envelope, default), ndjson (raw lines) or csv. Without it, Accept: application/x-ndjson or text/csv chooses.", obj{"type": "string", "enum": []string{"json", "ndjson", "csv"}}, false),
+		param("If-None-Match", "header", "An ETag from an earlier answer: 304 while the page is unchanged.", obj{"type": "string"}, false),
+	}
+	pageHeaders := obj{
+		"ETag":          obj{"description": "From dataset, generation, count, offset, limit and format.", "schema": obj{"type": "string"}},
+		"X-Total-Count": obj{"description": "Records in the generation.", "schema": obj{"type": "integer"}},
+		"Link":          obj{"description": `<...>; rel="next", pinned to this generation, when there is a next page.`, "schema": obj{"type": "string"}},
+	}
+	pageOK := obj{
+		"description": "One page of records, in file order.",
+		"headers":     pageHeaders,
+		"content": obj{
+			"application/json":     obj{"schema": ref("Page")},
+			"application/x-ndjson": obj{"schema": obj{"type": "string", "description": "One record a line."}},
+			"text/csv":             obj{"schema": obj{"type": "string", "description": "A header row of the fields, then one row a record."}},
+		},
+	}
+	dataErrors := obj{
+		"304": obj{"description": "Not modified (If-None-Match matched the ETag)."},
+		"400": errResp("A parameter or the dataset name is malformed; the message names it."),
+		"401": errResp("No API key, or a wrong one."),
+		"404": errResp("No such dataset, or no such generation."),
+		"410": errResp("The pinned generation was pruned."),
+		"429": errResp("This key's rate limit was reached; see Retry-After."),
+		"503": errResp("The dataset has no complete generation yet, or cannot be read now."),
+	}
+	with := func(base obj, extra obj) obj {
+		out := obj{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	security := []any{obj{"apiKey": []any{}}, obj{"bearer": []any{}}}
+	if o.AuthOff {
+		security = []any{}
+	}
+	op := func(id, summary string, params []any, responses obj, secured bool) obj {
+		m := obj{"operationId": id, "summary": summary, "responses": responses}
+		if len(params) > 0 {
+			m["parameters"] = params
+		}
+		if !secured {
+			m["security"] = []any{}
+		}
+		return m
+	}
+	getHead := func(get obj) obj {
+		head := obj{}
+		for k, v := range get {
+			head[k] = v
+		}
+		head["operationId"] = get["operationId"].(string) + "Head"
+		head["summary"] = "Headers of GET " + get["summary"].(string)
+		return obj{"get": get, "head": head}
+	}
+	fetchParams := append([]any{
+		param("dataset", "query", "Dataset; default "+strconv.Quote(o.DefaultDataset)+" (DATASET).", datasetPattern, false),
+		param("metadata_only", "query", "true: the generation's metadata instead of records.", obj{"type": "boolean"}, false),
+	}, pageParams...)
+	plain := func(desc string) obj {
+		return obj{"description": desc, "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}
+	}
+	paths := obj{
+		"/fetch-data": getHead(op("fetchData", "/fetch-data: a page of records (or, with metadata_only=true, the metadata)", fetchParams,
+			with(dataErrors, obj{"200": with(pageOK, obj{"content": with(pageOK["content"].(obj), obj{"application/json": obj{"schema": obj{"oneOf": []any{ref("Page"), ref("Metadata")}}}})})}), true)),
+		"/datasets": getHead(op("listDatasets", "/datasets: every dataset with its metadata", nil,
+			obj{"200": jsonResp("Every dataset that has a complete generation.", "DatasetList"), "401": errResp("No API key, or a wrong one."), "429": dataErrors["429"]}, true)),
+		"/datasets/{name}": getHead(op("getDataset", "/datasets/{name}: the metadata of one dataset", []any{pathName, pageParams[2]},
+			with(dataErrors, obj{"200": jsonResp("The generation's metadata.", "Metadata")}), true)),
+		"/datasets/{name}/records": getHead(op("getRecords", "/datasets/{name}/records: a page of records", append([]any{pathName}, pageParams...),
+			with(dataErrors, obj{"200": pageOK}), true)),
+		"/healthz": getHead(op("healthz", "/healthz: the process is alive", nil,
+			obj{"200": jsonResp("Alive.", "Status")}, false)),
+		"/readyz": getHead(op("readyz", "/readyz: DATA_DIR is usable", nil,
+			obj{"200": jsonResp("Ready (also with no dataset yet).", "Status"), "503": errResp("Not ready; the message says why.")}, false)),
+		"/metrics": getHead(op("metrics", "/metrics: Prometheus metrics", nil,
+			obj{"200": plain("Prometheus text format.")}, false)),
+		"/openapi.json": getHead(op("openapi", "/openapi.json: this document", nil,
+			obj{"200": obj{"description": "OpenAPI 3 document.", "content": obj{"application/json": obj{"schema": obj{"type": "object"}}}}}, false)),
+	}
+	str := obj{"type": "string"}
+	integer := obj{"type": "integer", "minimum": 0}
+	schemas := obj{
+		"Page": obj{
+			"type":        "object",
+			"description": "Members in this order; data last.",
+			"required":    []string{"dataset", "generation", "count", "offset", "limit", "returned", "next_offset", "data"},
+			"properties": obj{
+				"dataset": str, "generation": integer, "count": integer, "offset": integer, "limit": integer, "returned": integer,
+				"next_offset": obj{"type": "integer", "nullable": true, "description": "null on the last page"},
+				"data":        obj{"type": "array", "items": ref("Record")},
+			},
+		},
+		"Record": obj{"type": "object", "description": "One CSV row: the header names (made unique) in header order, string values.", "additionalProperties": str},
+		"Metadata": obj{
+			"type":     "object",
+			"required": []string{"dataset", "generation", "state", "count", "fields", "source", "updated_at"},
+			"properties": obj{
+				"dataset": str, "generation": integer, "state": obj{"type": "string", "enum": []string{schema.StateComplete}},
+				"mode": obj{"type": "string", "enum": []string{string(schema.ModeReplace), string(schema.ModeAppend)}},
+				"sync": str, "count": integer, "rejected": integer,
+				"fields":     obj{"type": "array", "items": str},
+				"source":     obj{"type": "object", "properties": obj{"name": str, "size": obj{"type": "integer"}, "sha256": str}},
+				"created_at": obj{"type": "string", "format": "date-time"},
+				"updated_at": obj{"type": "string", "format": "date-time"},
+			},
+		},
+		"DatasetList": obj{"type": "object", "required": []string{"datasets"}, "properties": obj{"datasets": obj{"type": "array", "items": ref("Metadata")}}},
+		"Status":      obj{"type": "object", "properties": obj{"status": str}, "additionalProperties": true},
+		"Error": obj{
+			"type": "object", "required": []string{"error"},
+			"properties": obj{"error": obj{"type": "object", "required": []string{"code", "message"},
+				"properties": obj{"code": str, "message": obj{"type": "string", "description": "What to change."}}}},
+		},
+	}
+	doc := obj{
+		"openapi": "3.0.3",
+		"info": obj{
+			"title":       "rowpipe api",
+			"version":     "1",
+			"description": "CSV exports served as paginated JSON, NDJSON or CSV, from the files the rowpipe writer keeps.",
+		},
+		"security": security,
+		"paths":    paths,
+		"components": obj{
+			"schemas": schemas,
+			"securitySchemes": obj{
+				"apiKey": obj{"type": "apiKey", "in": "header", "name": "X-API-Key"},
+				"bearer": obj{"type": "http", "scheme": "bearer"},
+			},
+		},
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}

@@ -1,0 +1,96 @@
+// Command api serves rowpipe datasets over HTTP from the writer's DATA_DIR.
+//
+// Configuration comes from the environment (see api.Config; the contract's
+// names: DATA_DIR, DATASET, API_ADDR, API_KEYS, API_KEYS_FILE, MAX_LIMIT),
+// and the flags below override it. SIGINT or SIGTERM starts a graceful
+// shutdown: running answers get API_SHUTDOWN_TIMEOUT to finish.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/rowpipe/rowpipe/services/api/api"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	cfg, err := api.ConfigFromEnv()
+	if err != nil {
+		fmt.Fprintln(stderr, "api:", err)
+		return 2
+	}
+	fs := flag.NewFlagSet("api", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "the writer's data directory (DATA_DIR)")
+	fs.StringVar(&cfg.Dataset, "dataset", cfg.Dataset, "dataset served by /fetch-data without dataset= (DATASET)")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (API_ADDR)")
+	fs.StringVar(&cfg.KeysFile, "keys-file", cfg.KeysFile, "file of API keys, one a line, re-read on change (API_KEYS_FILE)")
+	fs.IntVar(&cfg.MaxLimit, "max-limit", cfg.MaxLimit, "largest page size (MAX_LIMIT)")
+	fs.StringVar(&cfg.Auth, "auth", cfg.Auth, "on, or off to serve without keys (API_AUTH)")
+	logLevel := fs.String("log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	logFormat := fs.String("log-format", envOr("LOG_FORMAT", "text"), "text or json (LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "api: unexpected arguments %q; configuration is by flags and environment\n", fs.Args())
+		return 2
+	}
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "api:", err)
+		return 2
+	}
+	srv, err := api.New(cfg, api.WithLogger(log))
+	if err != nil {
+		log.Error("api cannot start", "err", err)
+		if errors.Is(err, api.ErrNoKeys) {
+			return 2
+		}
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		log.Error("api stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("LOG_FORMAT must be text or json, got %q", format)
+}
