@@ -1,0 +1,161 @@
+package ingester
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/ingester/internal/csvsource"
+	"github.com/rowpipe/rowpipe/services/ingester/internal/publish"
+)
+
+// Config is everything an ingest needs. The fields with an envconfig tag are
+// filled from the environment (envconfig.Process("", &cfg)); the others are
+// flags of the command (main.go) or set by the embedding program (stack).
+// Defaults (called by Validate) fills the zero values that have a default,
+// so a Config built by hand needs only Source.
+type Config struct {
+	// NATSURL and NATSCreds are used by main.go to connect; Run uses the
+	// connection it is given.
+	NATSURL   string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	NATSCreds string `envconfig:"NATS_CREDS"`
+
+	// Stream is the JetStream stream of all syncs (default
+	// schema.DefaultStream), created or updated on start with
+	// schema.EnsureStream, and its state bucket. StreamMaxBytes defaults to
+	// schema.DefaultStreamMaxBytes, StreamReplicas to 1.
+	Stream         string `envconfig:"STREAM"`
+	StreamReplicas int    `envconfig:"STREAM_REPLICAS"`
+	StreamMaxBytes int64  `envconfig:"STREAM_MAX_BYTES"`
+
+	// Dataset receives the rows (--dataset, default "products"); it must
+	// pass schema.ValidateDataset.
+	Dataset string `envconfig:"DATASET"`
+
+	// PublishWindow is the most row messages unacknowledged at once: the
+	// memory bound of publishing (default 256, see package publish).
+	// PublishGiveUp is how long failing publishes (and the first
+	// connection) are retried before the ingest fails with exit status 1
+	// (--give-up, default 1m). PublishAckTimeout (default 10s) fails a
+	// publish whose ack does not come, so it is published again.
+	PublishWindow     int           `envconfig:"PUBLISH_WINDOW"`
+	PublishGiveUp     time.Duration `envconfig:"PUBLISH_GIVE_UP"`
+	PublishAckTimeout time.Duration `envconfig:"PUBLISH_ACK_TIMEOUT"`
+
+	// Progress is how progress is shown: "auto" (the default: a bar when
+	// stderr is a terminal, log lines otherwise), "bar", "log" or "off".
+	Progress string `envconfig:"PROGRESS"`
+
+	// WaitTimeout bounds --wait once the sync is published; 0 waits as
+	// long as it takes (--wait-timeout).
+	WaitTimeout time.Duration `envconfig:"WAIT_TIMEOUT" default:"10m"`
+
+	// LogLevel (debug|info|warn|error) and LogFormat (text|json) are used
+	// by main.go to build the logger.
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"text"`
+
+	// Source is what to ingest: a file path, an http(s) URL, or "-" for
+	// Stdin.
+	Source string `ignored:"true"`
+	// Mode is replace (the default) or append (--mode).
+	Mode schema.Mode `ignored:"true"`
+	// Wait returns only once the writer has committed or refused the sync
+	// (--wait).
+	Wait bool `ignored:"true"`
+	// Strict turns any rejected row into an aborted sync (--strict).
+	Strict bool `ignored:"true"`
+	// Every > 0 syncs again every Every until the context ends (--every),
+	// skipping unchanged sources.
+	Every time.Duration `ignored:"true"`
+	// Encoding of the source (--encoding): "" or utf-8, windows-1252,
+	// latin-1, or another WHATWG encoding name.
+	Encoding string `ignored:"true"`
+	// Delimiter (--delimiter): "" or "auto" detects , ; tab or | from the
+	// header line.
+	Delimiter string `ignored:"true"`
+
+	// Stdin is read for the source "-"; nil refuses "-".
+	Stdin io.Reader `ignored:"true"`
+	// HTTPClient fetches URL sources; nil means csvsource's default client
+	// (standard transport, one minute at most for the response headers).
+	HTTPClient *http.Client `ignored:"true"`
+}
+
+// Defaults sets every zero field that has a default to it. Each default
+// has one owner: schema for the stream, package publish for the window.
+func (c *Config) Defaults() {
+	if c.Stream == "" {
+		c.Stream = schema.DefaultStream
+	}
+	if c.StreamMaxBytes == 0 {
+		c.StreamMaxBytes = schema.DefaultStreamMaxBytes
+	}
+	if c.StreamReplicas == 0 {
+		c.StreamReplicas = 1
+	}
+	if c.Dataset == "" {
+		c.Dataset = "products"
+	}
+	if c.Mode == "" {
+		c.Mode = schema.ModeReplace
+	}
+	if c.PublishWindow == 0 {
+		c.PublishWindow = publish.DefaultWindow
+	}
+	if c.PublishGiveUp == 0 {
+		c.PublishGiveUp = publish.DefaultGiveUp
+	}
+	if c.PublishAckTimeout == 0 {
+		c.PublishAckTimeout = publish.DefaultAckTimeout
+	}
+	if c.Progress == "" {
+		c.Progress = "auto"
+	}
+}
+
+// Validate fills the defaults (Defaults) and checks c. Every error wraps
+// ErrUsage and names the setting to change.
+func (c *Config) Validate() error {
+	c.Defaults()
+	switch {
+	case c.Source == "":
+		return usagef("no source: give a file, an http(s) URL, or - for standard input")
+	case c.StreamReplicas < 1 || c.StreamReplicas > 5:
+		return usagef("STREAM_REPLICAS=%d: want 1 to 5", c.StreamReplicas)
+	case c.StreamMaxBytes < 0:
+		return usagef("STREAM_MAX_BYTES=%d: want a positive size in bytes", c.StreamMaxBytes)
+	case c.PublishWindow < 1 || c.PublishWindow > 65536:
+		return usagef("PUBLISH_WINDOW=%d: want 1 to 65536 messages", c.PublishWindow)
+	case c.PublishGiveUp < 0 || c.PublishAckTimeout < 0 || c.WaitTimeout < 0 || c.Every < 0:
+		return usagef("durations must not be negative")
+	case c.Every > 0 && c.Every < time.Second:
+		return usagef("--every %s: want at least 1s", c.Every)
+	case c.Every > 0 && c.Source == "-":
+		return usagef("--every cannot re-read standard input; give a file or a URL")
+	}
+	if err := schema.ValidateDataset(c.Dataset); err != nil {
+		return usagef("--dataset: %v", err)
+	}
+	if _, err := schema.ParseMode(string(c.Mode)); err != nil {
+		return usagef("--mode: %v", err)
+	}
+	if _, err := csvsource.LookupEncoding(c.Encoding); err != nil {
+		return usagef("--encoding: %v", err)
+	}
+	if _, err := csvsource.ParseDelimiter(c.Delimiter); err != nil {
+		return usagef("--delimiter: %v", err)
+	}
+	switch c.Progress {
+	case "auto", "bar", "log", "off":
+	default:
+		return usagef("PROGRESS=%q: want auto, bar, log or off", c.Progress)
+	}
+	return nil
+}
+
+func usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, args...)...)
+}

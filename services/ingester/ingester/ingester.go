@@ -1,0 +1,297 @@
+// Package ingester is the front door of the rowpipe ingester: it streams a
+// CSV export (a file, an http(s) URL or standard input) into the JetStream
+// stream as one sync, framed by begin and end, one message per row, as
+// CONTRACT.md and pkg/schema describe. main.go and the all-in-one stack both
+// call Run with a Config and a NATS connection.
+//
+// Run never holds the source in memory: it reads one record at a time and
+// publishes asynchronously with a bounded window (Config.PublishWindow).
+package ingester
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/term"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/ingester/internal/csvsource"
+	"github.com/rowpipe/rowpipe/services/ingester/internal/publish"
+)
+
+// Errors that decide the exit status (see ExitCode). Run's errors wrap at
+// most one of them; anything else is a runtime failure.
+var (
+	// ErrUsage: the configuration or the command line is wrong (exit 2).
+	ErrUsage = errors.New("usage")
+	// ErrRefused: the input was refused, and nothing was published, or
+	// (--strict) the sync was aborted (exit 3).
+	ErrRefused = errors.New("input refused")
+	// ErrInterrupted: the context ended during a sync, which was aborted
+	// (exit 1).
+	ErrInterrupted = errors.New("interrupted")
+)
+
+// Exit statuses, as CONTRACT.md fixes them.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // runtime failure: NATS unreachable after retries, the writer failed the sync, ...
+	ExitUsage   = 2
+	ExitRefused = 3
+)
+
+// ExitCode maps an error of Run (or of Config.Validate) to the exit status.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrUsage):
+		return ExitUsage
+	case errors.Is(err, ErrRefused):
+		return ExitRefused
+	}
+	return ExitFailure
+}
+
+// Outcomes of a sync in Result.Outcome, besides the writer's
+// (schema.OutcomeCommitted, OutcomeAborted, OutcomeFailed, OutcomeDiscarded).
+const (
+	// OutcomePublished: every message is in the stream; without --wait
+	// the ingester does not know yet what the writer made of it.
+	OutcomePublished = "published"
+	// OutcomeUnchanged: the source's SHA-256 equals the current
+	// generation's; nothing new was published.
+	OutcomeUnchanged = "unchanged"
+	// OutcomeInterrupted: the ingest stopped before the end of its source.
+	OutcomeInterrupted = "interrupted"
+)
+
+// Result describes one sync.
+type Result struct {
+	Dataset string
+	// Sync is the sync id; for an unchanged source, the current
+	// generation's; "" when the source was refused.
+	Sync string
+	// Resumed is true when Sync is an interrupted sync of the same source
+	// that this run completed.
+	Resumed bool
+	// Generation is the writer's generation number: with --wait the one it
+	// reported; otherwise the stream sequence of the begin message
+	// (replace) or the current generation (append); for an unchanged
+	// source the current one.
+	Generation uint64
+	// Rows and Rejected count data rows: published and refused (with
+	// --wait, as the writer counted them).
+	Rows     uint64
+	Rejected uint64
+	// Outcome is committed, published, unchanged, aborted, failed,
+	// discarded or interrupted.
+	Outcome string
+	// Reason says why, for the outcomes other than committed, published
+	// and unchanged.
+	Reason   string
+	Source   schema.Source
+	Duration time.Duration
+	// Retries counts messages published again after a failure (a lost
+	// connection, a restarting server).
+	Retries int
+}
+
+// Summary is the one-line summary printed on standard output, e.g.
+//
+//	dataset=products generation=42 rows=1000 rejected=0 seconds=1.23 outcome=committed sync=8f3a...
+func (r Result) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dataset=%s generation=%d rows=%d rejected=%d seconds=%.2f outcome=%s",
+		r.Dataset, r.Generation, r.Rows, r.Rejected, r.Duration.Seconds(), r.Outcome)
+	if r.Sync != "" {
+		b.WriteString(" sync=" + r.Sync)
+	}
+	if r.Resumed {
+		b.WriteString(" resumed=true")
+	}
+	if r.Reason != "" {
+		b.WriteString(" reason=" + strconv.Quote(r.Reason))
+	}
+	return b.String()
+}
+
+// Run ingests cfg.Source into cfg.Dataset over nc: it creates or updates the
+// stream and its state bucket, runs one sync (or, with cfg.Every, one per
+// interval until ctx ends), prints reject lines and header renames on
+// stderr as "<file>:<line>: <reason>", progress on stderr, and the summary
+// line of each sync on stdout. log may be nil.
+//
+// The error, if any, wraps ErrUsage, ErrRefused or ErrInterrupted, or is a
+// runtime failure: use ExitCode. With cfg.Every, a failed sync is logged
+// and the next one is tried; Run returns nil when ctx ends.
+func Run(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, stdout, stderr io.Writer) (Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return Result{Dataset: cfg.Dataset}, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	g, err := newIngester(ctx, cfg, nc, log, stdout, stderr)
+	if err != nil {
+		return Result{Dataset: cfg.Dataset}, err
+	}
+	defer g.js.CleanupPublisher()
+
+	if cfg.Every == 0 {
+		return g.syncWithRestarts(ctx)
+	}
+	for {
+		res, err := g.syncWithRestarts(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return res, nil // stopped (SIGTERM): the sync in progress was aborted
+		case errors.Is(err, ErrUsage):
+			return res, err
+		case err != nil:
+			log.Error("sync failed; trying again at the next interval", "dataset", cfg.Dataset, "err", err, "every", cfg.Every)
+		}
+		t := time.NewTimer(cfg.Every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res, nil
+		case <-t.C:
+		}
+	}
+}
+
+// CheckSource refuses, before any connection is made, a file source that
+// is missing, unreadable, a folder or empty (an error wrapping ErrRefused
+// and naming the file). URLs, standard input and named pipes (which must be
+// read only once) are checked by Run.
+func CheckSource(cfg Config) error {
+	if cfg.Source == "-" || csvsource.IsURL(cfg.Source) || cfg.Source == "" {
+		return nil
+	}
+	if st, err := os.Stat(cfg.Source); err == nil && !st.Mode().IsRegular() && !st.IsDir() {
+		return nil
+	}
+	in, err := csvsource.Open(context.Background(), cfg.Source, csvsource.OpenOptions{})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return in.Close()
+}
+
+// maxSyncAttempts bounds how often a sync whose order was broken by a
+// connection failure is started again from the beginning.
+const maxSyncAttempts = 3
+
+type ingester struct {
+	cfg    Config
+	log    *slog.Logger
+	stdout io.Writer
+	stderr io.Writer
+	bar    bool // draw a progress bar on stderr
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	csv    csvsource.Options
+	// broken holds the ids of syncs whose order a connection failure broke:
+	// never resumed again, whatever the writer's state still says.
+	broken map[string]bool
+}
+
+func newIngester(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, stdout, stderr io.Writer) (*ingester, error) {
+	if nc == nil {
+		return nil, errors.New("ingester: no NATS connection")
+	}
+	enc, _ := csvsource.LookupEncoding(cfg.Encoding)    // validated
+	delim, _ := csvsource.ParseDelimiter(cfg.Delimiter) // validated
+	g := &ingester{cfg: cfg, log: log, stdout: stdout, stderr: stderr, broken: map[string]bool{},
+		csv: csvsource.Options{Encoding: enc, Delimiter: delim, MaxRecordBytes: schema.MaxRecordBytes}}
+	switch cfg.Progress {
+	case "bar":
+		g.bar = true
+	case "auto":
+		f, ok := stderr.(*os.File)
+		g.bar = ok && term.IsTerminal(int(f.Fd()))
+	}
+	js, err := publish.NewJetStream(nc, cfg.PublishWindow, cfg.PublishAckTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	g.js = js
+	opts := schema.StreamOptions{Name: cfg.Stream, Replicas: cfg.StreamReplicas, MaxBytes: cfg.StreamMaxBytes}
+	err = retry(ctx, cfg.PublishGiveUp, log, "create or update the stream", func(ctx context.Context) error {
+		if _, err := schema.EnsureStream(ctx, js, opts); err != nil {
+			return err
+		}
+		g.kv, err = schema.EnsureStateBucket(ctx, js, opts)
+		return err
+	})
+	if err != nil {
+		js.CleanupPublisher()
+		return nil, err
+	}
+	return g, nil
+}
+
+// retry runs f until it succeeds, ctx ends or giveUp passes, with backoff:
+// JetStream may still be starting, or a cluster electing a leader.
+func retry(ctx context.Context, giveUp time.Duration, log *slog.Logger, what string, f func(context.Context) error) error {
+	deadline := time.Now().Add(giveUp)
+	backoff := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("%s: gave up after %s: %w", what, giveUp, err)
+		}
+		log.Warn("retrying", "what", what, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// syncWithRestarts runs a sync and, when a connection failure broke the
+// order of its messages in the stream, runs it again from the start under a
+// new sync id (a source that can be read again only).
+func (g *ingester) syncWithRestarts(ctx context.Context) (Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, reopenable, err := g.sync(ctx)
+		if errors.Is(err, publish.ErrOrderBroken) {
+			g.broken[res.Sync] = true
+		}
+		if errors.Is(err, publish.ErrOrderBroken) && reopenable && attempt < maxSyncAttempts && ctx.Err() == nil {
+			g.log.Warn("starting the sync again from the beginning under a new sync id", "dataset", g.cfg.Dataset,
+				"broken_sync", res.Sync, "err", err, "attempt", attempt+1)
+			continue
+		}
+		if errors.Is(err, publish.ErrOrderBroken) && !reopenable {
+			err = fmt.Errorf("%w; %s cannot be read a second time: run the ingest again", err, res.Source.Name)
+		}
+		return res, err
+	}
+}

@@ -1,0 +1,222 @@
+// Command ingester streams a CSV export into the rowpipe JetStream stream.
+//
+//	ingester [flags] FILE | URL | -
+//
+// Configuration comes from the environment (NATS_URL, NATS_CREDS, STREAM,
+// DATASET, STREAM_REPLICAS, STREAM_MAX_BYTES, PUBLISH_WINDOW,
+// PUBLISH_GIVE_UP, PUBLISH_ACK_TIMEOUT, WAIT_TIMEOUT, PROGRESS, LOG_LEVEL,
+// LOG_FORMAT) and flags, which win. Exit status: 0 done, 1 runtime failure,
+// 2 usage, 3 input refused. This file is wiring only: the behaviour is in
+// package ingester.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/ingester/ingester"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usageText = `usage: ingester [flags] FILE | URL | -
+
+Streams a CSV export (a file, an http(s) URL, or - for standard input) into
+the rowpipe stream as one sync of a dataset.
+
+Exit status: 0 done, 1 runtime failure (NATS unreachable, the writer refused
+the sync, ...), 2 usage error, 3 input refused (missing, empty or header-less
+source; with --strict, any rejected row).
+
+Flags:
+`
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var cfg ingester.Config
+	if err := envconfig.Process("", &cfg); err != nil {
+		fmt.Fprintf(stderr, "ingester: environment: %v\n", err)
+		return ingester.ExitUsage
+	}
+	cfg.Stdin = stdin
+	cfg.Defaults() // so that -h shows them
+
+	fs := flag.NewFlagSet("ingester", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	mode := string(schema.ModeReplace)
+	fs.StringVar(&cfg.Dataset, "dataset", cfg.Dataset, "dataset to sync into (env DATASET); "+schema.DatasetPattern)
+	fs.StringVar(&mode, "mode", mode, "replace: a new generation replaces the current one once complete; append: add the rows to the current generation")
+	fs.BoolVar(&cfg.Wait, "wait", false, "return only once the writer has committed (exit 0) or refused the sync, and print the summary")
+	fs.DurationVar(&cfg.WaitTimeout, "wait-timeout", cfg.WaitTimeout, "with --wait, how long to wait for the writer once the sync is published; 0 waits forever (env WAIT_TIMEOUT)")
+	fs.BoolVar(&cfg.Strict, "strict", false, "abort the whole sync (exit 3) if any row is rejected; the current generation stays")
+	fs.DurationVar(&cfg.Every, "every", 0, "sync again every DURATION (e.g. 15m) until SIGTERM, skipping unchanged sources")
+	fs.StringVar(&cfg.Encoding, "encoding", "utf-8", "text encoding of the source: utf-8, windows-1252, latin-1, or another WHATWG name")
+	fs.StringVar(&cfg.Delimiter, "delimiter", "auto", "field delimiter: auto (detects , ; tab | from the header line), or the character, or tab")
+	fs.DurationVar(&cfg.PublishGiveUp, "give-up", cfg.PublishGiveUp, "how long to retry connecting and publishing before failing with exit 1 (env PUBLISH_GIVE_UP)")
+	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "JetStream stream (env STREAM)")
+	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "NATS server URL(s), comma-separated (env NATS_URL)")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", cfg.NATSCreds, "NATS credentials file (env NATS_CREDS)")
+	fs.StringVar(&cfg.Progress, "progress", cfg.Progress, "auto (a bar on a terminal, log lines otherwise), bar, log or off (env PROGRESS)")
+
+	sources, code := parseInterspersed(fs, args)
+	if code >= 0 {
+		return code
+	}
+	if len(sources) != 1 {
+		if len(sources) == 0 {
+			fmt.Fprintln(stderr, "ingester: no source: give a file, an http(s) URL, or - for standard input")
+		} else {
+			fmt.Fprintf(stderr, "ingester: one source at a time, got %d: %s\n", len(sources), strings.Join(sources, " "))
+		}
+		fmt.Fprintln(stderr, "usage: ingester [flags] FILE | URL | -   (ingester -h for the flags)")
+		return ingester.ExitUsage
+	}
+	cfg.Source = sources[0]
+	cfg.Mode = schema.Mode(mode)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "ingester: %v\n", err)
+		return ingester.ExitCode(err)
+	}
+	// A missing or empty file is refused at once, before waiting for NATS.
+	if err := ingester.CheckSource(cfg); err != nil {
+		fmt.Fprintf(stderr, "ingester: %v\n", err)
+		return ingester.ExitCode(err)
+	}
+
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ingester: %v\n", err)
+		return ingester.ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal ends the process at once
+	}()
+
+	nc, err := connect(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "ingester: %v\n", err)
+		return ingester.ExitFailure
+	}
+	defer nc.Close()
+
+	_, err = ingester.Run(ctx, cfg, nc, log, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ingester: %v\n", err)
+	}
+	return ingester.ExitCode(err)
+}
+
+// parseInterspersed parses flags wherever they are among the sources
+// ("ingester file.csv --wait" works too); after "--" everything is a
+// source. code is -1 to go on, or the exit status.
+func parseInterspersed(fs *flag.FlagSet, args []string) (sources []string, code int) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, ingester.ExitOK
+			}
+			return nil, ingester.ExitUsage // the flag package has said what is wrong
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return sources, -1
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(sources, rest...), -1
+		}
+		sources = append(sources, rest[0])
+		args = rest[1:]
+	}
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("LOG_FORMAT=%q: want text or json", format)
+}
+
+// connect connects to NATS, retrying for cfg.PublishGiveUp. The connection
+// reconnects forever afterwards, and never buffers publishes while it
+// reconnects: package publish retries them itself, in order.
+func connect(ctx context.Context, cfg ingester.Config, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("rowpipe-ingester"),
+		nats.Timeout(5 * time.Second),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS connection lost; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	where := redactURLs(cfg.NATSURL)
+	deadline := time.Now().Add(cfg.PublishGiveUp)
+	backoff := 250 * time.Millisecond
+	for {
+		nc, err := nats.Connect(cfg.NATSURL, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return nil, fmt.Errorf("NATS at %s unreachable after %s (--give-up): %w", where, cfg.PublishGiveUp, err)
+		}
+		log.Warn("NATS not reachable yet; retrying", "url", where, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connecting to NATS at %s: %w", where, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// redactURLs hides passwords and tokens in a comma-separated NATS URL list.
+func redactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
