@@ -1,7 +1,8 @@
 // Command ingester streams a CSV export into the rowpipe JetStream stream.
 //
-//	ingester [flags] FILE | URL | -
+//	ingester [flags] FILE | URL | - | FOLDER
 //
+// A FOLDER's *.csv files each sync to the dataset named after the file.
 // Configuration comes from the environment (NATS_URL, NATS_CREDS, STREAM,
 // DATASET, STREAM_REPLICAS, STREAM_MAX_BYTES, PUBLISH_WINDOW,
 // PUBLISH_GIVE_UP, PUBLISH_ACK_TIMEOUT, WAIT_TIMEOUT, PROGRESS, LOG_LEVEL,
@@ -31,21 +32,31 @@ import (
 	"github.com/rowpipe/rowpipe/services/ingester/ingester"
 )
 
+// version is the build's version, set by the Makefile and the image build
+// with -ldflags "-X main.version=...".
+var version = "dev"
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-const usageText = `usage: ingester [flags] FILE | URL | -
+const usageText = `usage: ingester [flags] FILE | URL | - | FOLDER
 
 Streams a CSV export (a file, an http(s) URL, or - for standard input) into
-the rowpipe stream as one sync of a dataset.
+the rowpipe stream as one sync of a dataset. Given a FOLDER, syncs each
+*.csv file directly in it to the dataset named after the file
+(inbox/orders.csv -> orders; --dataset cannot be used), one sync per file;
+with --every, the folder is listed again at each interval.
 
 Exit status: 0 done, 1 runtime failure (NATS unreachable, the writer refused
 the sync, ...), 2 usage error, 3 input refused (missing, empty or header-less
-source; with --strict, any rejected row).
+source; with --strict, any rejected row; a file of a FOLDER skipped for its
+name). For a FOLDER, the worst of its files: 3, then 1, then 0.
 
 Flags:
 `
+
+const usageLine = "usage: ingester [flags] FILE | URL | - | FOLDER   (ingester -h for the flags)"
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var cfg ingester.Config
@@ -54,21 +65,23 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ingester.ExitUsage
 	}
 	cfg.Stdin = stdin
+	envDataset := cfg.Dataset
 	cfg.Defaults() // so that -h shows them
 
 	fs := flag.NewFlagSet("ingester", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usageText)
+		fmt.Fprintf(fs.Output(), "ingester %s\n\n%s", version, usageText)
 		fs.PrintDefaults()
 	}
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	mode := string(schema.ModeReplace)
-	fs.StringVar(&cfg.Dataset, "dataset", cfg.Dataset, "dataset to sync into (env DATASET); "+schema.DatasetPattern)
+	fs.StringVar(&cfg.Dataset, "dataset", cfg.Dataset, "dataset to sync into (env DATASET); "+schema.DatasetPattern+"; not with a FOLDER, whose files name their datasets")
 	fs.StringVar(&mode, "mode", mode, "replace: a new generation replaces the current one once complete; append: add the rows to the current generation")
 	fs.BoolVar(&cfg.Wait, "wait", false, "return only once the writer has committed (exit 0) or refused the sync, and print the summary")
 	fs.DurationVar(&cfg.WaitTimeout, "wait-timeout", cfg.WaitTimeout, "with --wait, how long to wait for the writer once the sync is published; 0 waits forever (env WAIT_TIMEOUT)")
 	fs.BoolVar(&cfg.Strict, "strict", false, "abort the whole sync (exit 3) if any row is rejected; the current generation stays")
-	fs.DurationVar(&cfg.Every, "every", 0, "sync again every DURATION (e.g. 15m) until SIGTERM, skipping unchanged sources")
+	fs.DurationVar(&cfg.Every, "every", 0, "sync again every DURATION (e.g. 15m) until SIGTERM, skipping unchanged sources; a FOLDER is listed again each time")
 	fs.StringVar(&cfg.Encoding, "encoding", "utf-8", "text encoding of the source: utf-8, windows-1252, latin-1, or another WHATWG name")
 	fs.StringVar(&cfg.Delimiter, "delimiter", "auto", "field delimiter: auto (detects , ; tab | from the header line), or the character, or tab")
 	fs.DurationVar(&cfg.PublishGiveUp, "give-up", cfg.PublishGiveUp, "how long to retry connecting and publishing before failing with exit 1 (env PUBLISH_GIVE_UP)")
@@ -81,17 +94,31 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if code >= 0 {
 		return code
 	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "ingester %s\n", version)
+		return ingester.ExitOK
+	}
 	if len(sources) != 1 {
 		if len(sources) == 0 {
-			fmt.Fprintln(stderr, "ingester: no source: give a file, an http(s) URL, or - for standard input")
+			fmt.Fprintln(stderr, "ingester: no source: give a file, an http(s) URL, - for standard input, or a folder")
 		} else {
 			fmt.Fprintf(stderr, "ingester: one source at a time, got %d: %s\n", len(sources), strings.Join(sources, " "))
 		}
-		fmt.Fprintln(stderr, "usage: ingester [flags] FILE | URL | -   (ingester -h for the flags)")
+		fmt.Fprintln(stderr, usageLine)
 		return ingester.ExitUsage
 	}
 	cfg.Source = sources[0]
 	cfg.Mode = schema.Mode(mode)
+	if ingester.IsFolder(cfg.Source) {
+		datasetFlag := false
+		fs.Visit(func(f *flag.Flag) { datasetFlag = datasetFlag || f.Name == "dataset" })
+		if datasetFlag {
+			fmt.Fprintf(stderr, "ingester: --dataset cannot be used with the folder %s: each file's name gives its dataset (orders.csv -> orders)\n", cfg.Source)
+			fmt.Fprintln(stderr, usageLine)
+			return ingester.ExitUsage
+		}
+		cfg.Dataset = envDataset // "" unless DATASET is set, which Run warns is not used
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "ingester: %v\n", err)
 		return ingester.ExitCode(err)

@@ -119,3 +119,65 @@ func TestIngestFileAndStdin(t *testing.T) {
 		t.Fatalf("strict: exit %d, stdout %q, stderr %s", code, stdout, stderr)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	code, stdout, _ := cli(t, nil, "", "--version")
+	if code != 0 || stdout != "ingester dev\n" {
+		t.Errorf("--version: exit %d, stdout %q; want 0 and \"ingester dev\"", code, stdout)
+	}
+	version = "v1.2.3" // as -ldflags "-X main.version=v1.2.3" does
+	defer func() { version = "dev" }()
+	if _, stdout, _ := cli(t, nil, "", "--version"); stdout != "ingester v1.2.3\n" {
+		t.Errorf("--version with a stamped version: %q", stdout)
+	}
+	if code, _, stderr := cli(t, nil, "", "-h"); code != 0 || !strings.HasPrefix(stderr, "ingester v1.2.3\n") || !strings.Contains(stderr, "FOLDER") {
+		t.Errorf("-h: exit %d, stderr %q; want the version first, and FOLDER in the usage", code, stderr)
+	}
+}
+
+// --dataset with a folder is a usage error, found before NATS is tried
+// (NATS_URL points nowhere). DATASET in the environment is not: other
+// services read it too.
+func TestFolderWithDatasetFlagExits2(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"NATS_URL": "nats://127.0.0.1:1"}
+	for _, args := range [][]string{{"--dataset", "orders", dir}, {dir, "--dataset=orders"}, {"--every", "5m", "--dataset", "products", dir}} {
+		code, _, stderr := cli(t, env, "", args...)
+		if code != 2 || !strings.Contains(stderr, "--dataset cannot be used with the folder "+dir) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 about --dataset", args, code, stderr)
+		}
+	}
+	code, _, stderr := cli(t, env, "", filepath.Join(dir, "missing"))
+	if code != 3 {
+		t.Errorf("a missing path: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestIngestFolder(t *testing.T) {
+	srv := jstest.Start(t)
+	env := map[string]string{"NATS_URL": srv.URL(), "DATASET": "from-env", "PROGRESS": "off"}
+	dir := t.TempDir()
+	for name, content := range map[string]string{"products.csv": "Handle,Title\na,A\nb,B\n", "Orders.CSV": "id\n1\n", "___.csv": "a\n1\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, stderr := cli(t, env, "", dir)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if code != 3 || len(lines) != 2 || !strings.HasPrefix(lines[0], "dataset=orders ") || !strings.Contains(lines[0], " rows=1 rejected=0 ") ||
+		!strings.HasPrefix(lines[1], "dataset=products ") || !strings.Contains(lines[1], " rows=2 rejected=0 ") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s\nwant exit 3 (a skipped file) and a summary for orders and products", code, stdout, stderr)
+	}
+	for _, want := range []string{filepath.Join(dir, "___.csv") + ": skipped: the file name gives no valid dataset name", "ingester: folder " + dir + ": 1 of 3 CSV files not synced (___.csv)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, "___.csv")); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = cli(t, env, "", dir)
+	if code != 0 || strings.Count(stdout, "outcome=published") != 2 {
+		t.Errorf("without the bad file: exit %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}

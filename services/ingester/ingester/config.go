@@ -31,7 +31,9 @@ type Config struct {
 	StreamMaxBytes int64  `envconfig:"STREAM_MAX_BYTES"`
 
 	// Dataset receives the rows (--dataset, default "products"); it must
-	// pass schema.ValidateDataset.
+	// pass schema.ValidateDataset. It is not used for a folder source,
+	// whose files each name their dataset (Run logs a warning if it is
+	// set); the command refuses --dataset with a folder.
 	Dataset string `envconfig:"DATASET"`
 
 	// PublishWindow is the most row messages unacknowledged at once: the
@@ -57,8 +59,9 @@ type Config struct {
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"text"`
 
-	// Source is what to ingest: a file path, an http(s) URL, or "-" for
-	// Stdin.
+	// Source is what to ingest: a file path, an http(s) URL, "-" for
+	// Stdin, or a folder, whose CSV files each sync to their own dataset
+	// (see Run).
 	Source string `ignored:"true"`
 	// Mode is replace (the default) or append (--mode).
 	Mode schema.Mode `ignored:"true"`
@@ -68,7 +71,7 @@ type Config struct {
 	// Strict turns any rejected row into an aborted sync (--strict).
 	Strict bool `ignored:"true"`
 	// Every > 0 syncs again every Every until the context ends (--every),
-	// skipping unchanged sources.
+	// skipping unchanged sources; a folder is listed again each time.
 	Every time.Duration `ignored:"true"`
 	// Encoding of the source (--encoding): "" or utf-8, windows-1252,
 	// latin-1, or another WHATWG encoding name.
@@ -84,8 +87,9 @@ type Config struct {
 	HTTPClient *http.Client `ignored:"true"`
 }
 
-// Defaults sets every zero field that has a default to it. Each default
-// has one owner: schema for the stream, package publish for the window.
+// Defaults sets every zero field that has a default to it (Dataset only
+// when Source is not a folder). Each default has one owner: schema for the
+// stream, package publish for the window.
 func (c *Config) Defaults() {
 	if c.Stream == "" {
 		c.Stream = schema.DefaultStream
@@ -96,7 +100,7 @@ func (c *Config) Defaults() {
 	if c.StreamReplicas == 0 {
 		c.StreamReplicas = 1
 	}
-	if c.Dataset == "" {
+	if c.Dataset == "" && !IsFolder(c.Source) {
 		c.Dataset = "products"
 	}
 	if c.Mode == "" {
@@ -136,7 +140,7 @@ func (c *Config) Validate() error {
 	case c.Every > 0 && c.Source == "-":
 		return usagef("--every cannot re-read standard input; give a file or a URL")
 	}
-	if err := schema.ValidateDataset(c.Dataset); err != nil {
+	if err := schema.ValidateDataset(c.Dataset); err != nil && !IsFolder(c.Source) {
 		return usagef("--dataset: %v", err)
 	}
 	if _, err := schema.ParseMode(string(c.Mode)); err != nil {

@@ -1,8 +1,9 @@
 // Package ingester is the front door of the rowpipe ingester: it streams a
 // CSV export (a file, an http(s) URL or standard input) into the JetStream
 // stream as one sync, framed by begin and end, one message per row, as
-// CONTRACT.md and pkg/schema describe. main.go and the all-in-one stack both
-// call Run with a Config and a NATS connection.
+// CONTRACT.md and pkg/schema describe; given a folder, it syncs each CSV
+// file in it to the dataset named after the file. main.go and the
+// all-in-one stack both call Run with a Config and a NATS connection.
 //
 // Run never holds the source in memory: it reads one record at a time and
 // publishes asynchronously with a bounded window (Config.PublishWindow).
@@ -25,6 +26,7 @@ import (
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/ingester/internal/csvsource"
+	"github.com/rowpipe/rowpipe/services/ingester/internal/inbox"
 	"github.com/rowpipe/rowpipe/services/ingester/internal/publish"
 )
 
@@ -134,6 +136,20 @@ func (r Result) Summary() string {
 // The error, if any, wraps ErrUsage, ErrRefused or ErrInterrupted, or is a
 // runtime failure: use ExitCode. With cfg.Every, a failed sync is logged
 // and the next one is tried; Run returns nil when ctx ends.
+//
+// A folder source (IsFolder) is listed (package inbox: the *.csv files
+// directly in it, in any case, dotfiles left out) and each file is synced,
+// in name order, as an independent sync of the dataset its name gives
+// (inbox/Orders 2024.csv -> orders-2024; cfg.Dataset is not used), with
+// the same rules as a single file. A file whose name gives no valid
+// dataset name, or the same one as another file's, is reported on stderr
+// ("<path>: skipped: <why>") and skipped. An empty folder logs "no CSV
+// files in <folder>". With cfg.Every the folder is listed again at each
+// interval: new files are picked up, a removed file stops syncing (its
+// dataset stays). Without it, the error wraps the worst file's as ExitCode
+// ranks them (refused 3 over failed 1; nil when every file synced or was
+// unchanged), or ErrInterrupted when ctx ended; the Result is that file's,
+// or the last one's.
 func Run(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, stdout, stderr io.Writer) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{Dataset: cfg.Dataset}, err
@@ -146,6 +162,9 @@ func Run(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, stdou
 	}
 	if stderr == nil {
 		stderr = io.Discard
+	}
+	if IsFolder(cfg.Source) {
+		return runFolder(ctx, cfg, nc, log, stdout, stderr)
 	}
 	g, err := newIngester(ctx, cfg, nc, log, stdout, stderr)
 	if err != nil {
@@ -177,11 +196,18 @@ func Run(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, stdou
 }
 
 // CheckSource refuses, before any connection is made, a file source that
-// is missing, unreadable, a folder or empty (an error wrapping ErrRefused
-// and naming the file). URLs, standard input and named pipes (which must be
-// read only once) are checked by Run.
+// is missing, unreadable or empty, or a folder that cannot be listed (an
+// error wrapping ErrRefused and naming the file or folder). URLs, standard
+// input, named pipes (which must be read only once) and the files of a
+// folder are checked by Run.
 func CheckSource(cfg Config) error {
 	if cfg.Source == "-" || csvsource.IsURL(cfg.Source) || cfg.Source == "" {
+		return nil
+	}
+	if IsFolder(cfg.Source) {
+		if _, err := inbox.Scan(cfg.Source); err != nil {
+			return fmt.Errorf("%w: %w", ErrRefused, err)
+		}
 		return nil
 	}
 	if st, err := os.Stat(cfg.Source); err == nil && !st.Mode().IsRegular() && !st.IsDir() {

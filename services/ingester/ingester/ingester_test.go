@@ -194,7 +194,6 @@ func TestRefusedSourcesPublishNothing(t *testing.T) {
 		"zero bytes":       {source: writeFile(t, "zero.csv", ""), want: "zero.csv: is empty"},
 		"bom only":         {source: writeFile(t, "bom.csv", "\xEF\xBB\xBF"), want: "bom.csv: holds only a byte order mark"},
 		"blank lines only": {source: writeFile(t, "blank.csv", "\n\r\n\n"), want: "blank.csv: has no header line"},
-		"a folder":         {source: dir, want: "it is a folder"},
 		"header not utf-8": {source: writeFile(t, "latin.csv", "caf\xe9\n1\n"), want: "latin.csv: has an unusable header line: line 1: column 1"},
 		"http 404":         {source: httpSrv.URL + "/gone.csv?token=secret", want: "/gone.csv: cannot be read: GET answered 404"},
 		"empty stdin":      {source: "-", stdin: "", want: "-: is empty"},
