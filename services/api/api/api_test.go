@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
@@ -521,6 +523,29 @@ func TestMetricsShareOneRegistry(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// A stop that comes before the serving goroutine has handed its listener to
+// fasthttp must still end Run (the stack cancels early when a sibling fails).
+func TestRunReturnsWhenStoppedRightAfterStart(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		srv, err := New(Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", Keys: Keys{"k-0123456789abcdef0123"}}, WithLogger(discardLogger()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("run %d: Run did not return after its context ended", i)
 		}
 	}
 }

@@ -295,6 +295,10 @@ func (s *Server) Run(ctx context.Context) error {
 	sctx, stop := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer stop()
 	err = s.app.ShutdownWithContext(sctx)
+	// fasthttp closes only the listeners its Serve has registered: when ctx
+	// ends before the serving goroutine got that far, Serve would go on
+	// accepting forever. Closing ln ourselves makes it return either way.
+	_ = ln.Close()
 	<-served
 	s.store.Close()
 	if err != nil {
