@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{
+		"", "plain", `quote " and \ backslash`, "tab\tnew\nline\rcr", "\x00\x01\x1f",
+		"<p>Crème brûlée & co</p>", "北欧 Édition", "line\u2028sep\u2029", "emoji 🎉",
+	} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		got := appendJSONString(nil, s)
+		if !bytes.Equal(got, bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want.Bytes())
+		}
+	}
+}
+
+func TestParseRows(t *testing.T) {
+	got, err := parseRows("1M, 10K,10000,1_000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{1000, 10000, 1000000}; !slices.Equal(got, want) {
+		t.Errorf("parseRows = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "abc", "10", "-5"} {
+		if _, err := parseRows(bad); err == nil {
+			t.Errorf("parseRows(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseOnly(t *testing.T) {
+	if _, err := parseOnly("ingest,bogus"); err == nil {
+		t.Error("parseOnly accepted an unknown section")
+	}
+	only, err := parseOnly("")
+	if err != nil || len(only) != len(sections) {
+		t.Errorf("parseOnly(\"\") = %v, %v; want every section", only, err)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	if got := quantile(d, 0.5); got != 50 {
+		t.Errorf("p50 = %d, want 50", got)
+	}
+	if got := quantile(d, 0.99); got != 99 {
+		t.Errorf("p99 = %d, want 99", got)
+	}
+	if got := quantile(d[:1], 0.99); got != 1 {
+		t.Errorf("p99 of one = %d, want 1", got)
+	}
+}
+
+func TestCheckPageRefusesShortPages(t *testing.T) {
+	c := &apiCase{limit: 2, format: "json"}
+	if err := checkPage(c, []byte(`{"returned":2,"data":[{},{}]}`)); err != nil {
+		t.Errorf("full page refused: %v", err)
+	}
+	if err := checkPage(c, []byte(`{"returned":1,"data":[{}]}`)); err == nil {
+		t.Error("short page accepted")
+	}
+	nd := &apiCase{limit: 2, format: "ndjson"}
+	if err := checkPage(nd, []byte("{}\n")); err == nil {
+		t.Error("short NDJSON page accepted")
+	}
+	meta := &apiCase{format: "json"}
+	if err := checkPage(meta, []byte(`{"error":{"code":"x"}}`)); err == nil {
+		t.Error("error answer accepted as metadata")
+	}
+}
+
+func TestNum(t *testing.T) {
+	for in, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -4321: "-4,321"} {
+		if got := num(in); got != want {
+			t.Errorf("num(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
