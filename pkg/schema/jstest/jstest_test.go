@@ -29,16 +29,20 @@ func TestRestartKeepsTheStoreAndTheConnection(t *testing.T) {
 	// The same connection reconnects; the message is still in the store.
 	var got []byte
 	for got == nil && ctx.Err() == nil {
-		s, err := js.Stream(ctx, "T")
+		// A request sent while the restarted server is still bringing
+		// JetStream up can go unanswered: give each try its own deadline.
+		try, stop := context.WithTimeout(ctx, time.Second)
+		s, err := js.Stream(try, "T")
+		if err == nil {
+			var m *jetstream.RawStreamMsg
+			if m, err = s.GetMsg(try, 1); err == nil {
+				got = m.Data
+			}
+		}
+		stop()
 		if err != nil {
 			time.Sleep(20 * time.Millisecond)
-			continue
 		}
-		m, err := s.GetMsg(ctx, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = m.Data
 	}
 	if string(got) != "kept" {
 		t.Fatalf("after Restart the stream holds %q (%v)", got, ctx.Err())
