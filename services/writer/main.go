@@ -1,0 +1,204 @@
+// Command writer materialises rowpipe's rows stream into per-dataset
+// NDJSON generation files (with their metadata header and offset index)
+// under DATA_DIR, and serves /healthz and /metrics on METRICS_ADDR.
+//
+// Configuration comes from the environment (NATS_URL, NATS_CREDS, STREAM,
+// DATA_DIR, KEEP_GENERATIONS, STREAM_REPLICAS, STREAM_MAX_BYTES, FSYNC,
+// METRICS_ADDR, LOG_LEVEL, LOG_FORMAT, ...), and flags override it. With
+// --rebuild the writer removes the files it made and rebuilds them from
+// the stream.
+//
+// Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime failure (another
+// writer holds DATA_DIR, damaged files, a replaced stream), 2 on a usage
+// or configuration error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rowpipe/rowpipe/services/writer/writer"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	cfg := writer.DefaultConfig()
+	if err := envconfig.Process("", &cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
+		return 2
+	}
+	fl := flag.NewFlagSet("writer", flag.ContinueOnError)
+	fl.Usage = func() {
+		fmt.Fprintf(fl.Output(), "usage: writer [flags]\n\nApplies the rows stream to DATA_DIR. Every flag has an environment variable.\n\n")
+		fl.PrintDefaults()
+	}
+	fl.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "NATS server URL (NATS_URL)")
+	fl.StringVar(&cfg.NATSCreds, "nats-creds", cfg.NATSCreds, "NATS credentials file (NATS_CREDS)")
+	fl.StringVar(&cfg.Stream, "stream", cfg.Stream, "JetStream stream of the rows (STREAM)")
+	fl.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the datasets (DATA_DIR)")
+	fl.IntVar(&cfg.KeepGenerations, "keep-generations", cfg.KeepGenerations, "complete generations kept per dataset (KEEP_GENERATIONS)")
+	fl.StringVar(&cfg.Fsync, "fsync", cfg.Fsync, "batch, always or off (FSYNC)")
+	fl.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of /healthz and /metrics (METRICS_ADDR)")
+	fl.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LOG_LEVEL)")
+	fl.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (LOG_FORMAT)")
+	fl.BoolVar(&cfg.Rebuild, "rebuild", false, "remove the generation files this writer made and rebuild them from the stream")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fl.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "writer: unexpected argument %q\n", fl.Arg(0))
+		return 2
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "writer: configuration: %v\n", err)
+		return 2
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	nc, err := connect(ctx, cfg, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0
+		}
+		log.Error("cannot connect to NATS", "err", err)
+		return 1
+	}
+	defer nc.Close()
+	w, err := writer.New(cfg, nc, writer.WithLogger(log), writer.WithRegisterer(reg))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
+		return 2
+	}
+
+	if err := w.Lock(); err != nil {
+		log.Error("writer not started", "err", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		log.Error("cannot serve health and metrics", "metrics_addr", cfg.MetricsAddr, "err", err)
+		return 1
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := w.Healthy(); err != nil {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(rw, "unhealthy: %v\n", err)
+			return
+		}
+		fmt.Fprintf(rw, "ok applied_seq=%d\n", w.Applied())
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health and metrics server", "err", err)
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Info("health and metrics", "addr", ln.Addr().String())
+
+	if err := w.Run(ctx); err != nil {
+		log.Error("writer stopped", "err", err)
+		return 1
+	}
+	log.Info("writer stopped", "applied_seq", w.Applied())
+	return 0
+}
+
+// connect dials NATS until it answers or ctx is cancelled; once connected
+// the client reconnects on its own, forever.
+func connect(ctx context.Context, cfg writer.Config, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("rowpipe-writer"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", redact(nc.ConnectedUrl())) }),
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	wait := 250 * time.Millisecond
+	for {
+		nc, err := nats.Connect(cfg.NATSURL, opts...)
+		if err == nil {
+			log.Info("connected to NATS", "url", redact(nc.ConnectedUrl()))
+			return nc, nil
+		}
+		log.Warn("NATS is not reachable; retrying", "url", redact(cfg.NATSURL), "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// redact drops the user information of a URL list: it may hold a password
+// or a token, which never goes to a log.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("REDACTED")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", format)
+}
