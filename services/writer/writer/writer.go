@@ -471,7 +471,7 @@ func (w *Writer) openDatasets(ctx context.Context) error {
 		return err
 	}
 	for _, e := range entries {
-		if !e.IsDir() || schema.ValidateDataset(e.Name()) != nil {
+		if !e.IsDir() || schema.ValidateDataset(e.Name()) != nil || !w.holdsDataset(e.Name()) {
 			continue
 		}
 		if _, err := w.openDataset(ctx, e.Name()); err != nil {
@@ -479,6 +479,26 @@ func (w *Writer) openDatasets(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// holdsDataset tells a dataset folder from another folder of DATA_DIR (the
+// stack keeps its NATS store in DATA_DIR/nats): the writer has a record of
+// it, or it holds a generation file or CURRENT. A dataset named like such a
+// folder is opened when its first message arrives.
+func (w *Writer) holdsDataset(name string) bool {
+	if _, err := w.fs.ReadFile(dataset.StatePath(w.cfg.DataDir, name)); err == nil {
+		return true
+	}
+	entries, err := w.fs.ReadDir(filepath.Join(w.cfg.DataDir, name))
+	if err != nil {
+		return true // let Open report what is wrong with it
+	}
+	for _, e := range entries {
+		if _, isGen := schema.GenerationOf(e.Name()); isGen || e.Name() == schema.CurrentFile {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Writer) sortedNames() []string {

@@ -111,9 +111,11 @@ func (s *Server) Shutdown(ctx context.Context) {
 }
 
 // slogAdapter routes nats-server's log lines into the process's slog logger.
+// The server's notices (its start-up banner, one line per subsystem) go to
+// debug: the stack logs what a person needs in its own "ready" line.
 type slogAdapter struct{ log *slog.Logger }
 
-func (a *slogAdapter) Noticef(format string, v ...any) { a.log.Info(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Noticef(format string, v ...any) { a.log.Debug(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Warnf(format string, v ...any)   { a.log.Warn(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Errorf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Fatalf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
