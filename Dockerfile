@@ -22,15 +22,16 @@ ENV CGO_ENABLED=0 GOTOOLCHAIN=local
 
 # Only the module files first, so that `go mod download` is a cached layer that
 # changes only when a go.mod or go.sum does. The deploy module (tests of the
-# deployment files, with heavy dependencies) is not part of any image: it is
-# dropped from the workspace here and excluded by .dockerignore.
+# deployment files, with heavy dependencies) and the bench module (the
+# benchmark suite) are not part of any image: they are dropped from the
+# workspace here and excluded by .dockerignore.
 COPY go.work go.work.sum* ./
 COPY pkg/schema/go.mod pkg/schema/go.sum* pkg/schema/
 COPY services/ingester/go.mod services/ingester/go.sum* services/ingester/
 COPY services/writer/go.mod services/writer/go.sum* services/writer/
 COPY services/api/go.mod services/api/go.sum* services/api/
 COPY services/stack/go.mod services/stack/go.sum* services/stack/
-RUN go work edit -dropuse=./deploy && go mod download
+RUN go work edit -dropuse=./deploy -dropuse=./bench && go mod download
 
 COPY pkg/ pkg/
 COPY services/ services/
