@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -457,7 +459,21 @@ func TestRequestsTheAPIDoesNotServe(t *testing.T) {
 	wantError(t, h.get("/no-such-endpoint"), 404, "openapi")
 	wantError(t, h.do(http.MethodPost, "/fetch-data", strings.NewReader("x=1")), 413, "body")
 	wantError(t, h.do(http.MethodGet, "/fetch-data?dataset=proto", strings.NewReader("{}")), 413, "body")
-	wantError(t, h.do(http.MethodGet, "/fetch-data?dataset=proto", strings.NewReader(strings.Repeat("x", 1<<20))), 413, "body")
+	// A large body is refused from its Content-Length, before it is read:
+	// send only the headers, so the answer cannot race the upload.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /fetch-data?dataset=proto HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\nContent-Length: %d\r\n\r\n", testKey, 1<<20)
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("a 1 MiB body announced: %v", err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	wantError(t, answer{res.StatusCode, res.Header, body}, 413, "body")
 	wantError(t, h.do(http.MethodDelete, "/fetch-data", nil), 405, "get")
 }
 
