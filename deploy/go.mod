@@ -7,10 +7,13 @@ require (
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/moby/patternmatcher v0.6.1
 	github.com/nats-io/nats-server/v2 v2.15.2
+	github.com/nats-io/nats.go v1.55.0
 	github.com/rowpipe/rowpipe/pkg/schema v0.0.0
 	github.com/rowpipe/rowpipe/services/api v0.0.0
 	github.com/rowpipe/rowpipe/services/ingester v0.0.0
+	github.com/rowpipe/rowpipe/services/stack v0.0.0
 	github.com/rowpipe/rowpipe/services/writer v0.0.0
+	golang.org/x/sys v0.50.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/kustomize/api v0.21.2
@@ -62,7 +65,6 @@ require (
 	github.com/monochromegane/go-gitignore v0.0.0-20200626010858-205db1a8cc00 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
-	github.com/nats-io/nats.go v1.55.0 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect
@@ -86,7 +88,6 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/term v0.48.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
@@ -108,5 +109,6 @@ replace (
 	github.com/rowpipe/rowpipe/pkg/schema => ../pkg/schema
 	github.com/rowpipe/rowpipe/services/api => ../services/api
 	github.com/rowpipe/rowpipe/services/ingester => ../services/ingester
+	github.com/rowpipe/rowpipe/services/stack => ../services/stack
 	github.com/rowpipe/rowpipe/services/writer => ../services/writer
 )
