@@ -64,6 +64,9 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		if err != nil || p < 0 || p > 65535 {
 			return nil, fmt.Errorf("NATS_LISTEN %q: port must be 0..65535", cfg.Listen)
 		}
+		if p == 0 {
+			p = server.RANDOM_PORT // nats-server reads 0 as its default port, 4222
+		}
 		opts.Host, opts.Port = host, p
 	}
 	srv, err := server.NewServer(opts)
