@@ -4,7 +4,7 @@
 GO       ?= go
 BIN      := bin
 SERVICES := ingester writer api stack
-MODULES  := pkg/schema services/ingester services/writer services/api services/stack deploy
+MODULES  := pkg/schema services/ingester services/writer services/api services/stack deploy bench
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 SHARED   ?= ../shared
@@ -49,7 +49,7 @@ acceptance: build
 
 lint:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
-	@out=$$(gofmt -l pkg services deploy); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l pkg services deploy bench); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 clean:
 	rm -rf $(BIN)
