@@ -1,30 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"slices"
 	"testing"
 	"time"
 )
-
-func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{
-		"", "plain", `quote " and \ backslash`, "tab\tnew\nline\rcr", "\x00\x01\x1f",
-		"<p>Crème brûlée & co</p>", "北欧 Édition", "line\u2028sep\u2029", "emoji 🎉",
-	} {
-		var want bytes.Buffer
-		enc := json.NewEncoder(&want)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(s); err != nil {
-			t.Fatal(err)
-		}
-		got := appendJSONString(nil, s)
-		if !bytes.Equal(got, bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
-			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want.Bytes())
-		}
-	}
-}
 
 func TestParseRows(t *testing.T) {
 	got, err := parseRows("1M, 10K,10000,1_000")

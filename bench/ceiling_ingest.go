@@ -11,10 +11,11 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
 // ceilingPipeline is the smallest honest CSV → JetStream → NDJSON pipeline:
@@ -147,9 +148,16 @@ func (c ceilingPipeline) publish(ctx context.Context, js jetstream.JetStream) (i
 	if err != nil {
 		return 0, fmt.Errorf("ceiling: header: %w", err)
 	}
+	// The row encoding is rowpipe's own (schema.AppendJSONString): the
+	// ceiling differs from the pipeline in what it leaves out (envelope,
+	// Msg-Id, header, index, fsync), not in how it escapes a string.
 	keys := make([][]byte, len(header))
 	for i, h := range header {
-		keys[i] = append(appendJSONString(nil, h), ':')
+		k, err := schema.AppendJSONString(nil, h)
+		if err != nil {
+			return 0, fmt.Errorf("ceiling: header column %d: %w", i+1, err)
+		}
+		keys[i] = append(k, ':')
 	}
 	r.FieldsPerRecord = len(header)
 	stall := []jetstream.PublishOpt{jetstream.WithStallWait(30 * time.Second)}
@@ -172,7 +180,9 @@ func (c ceilingPipeline) publish(ctx context.Context, js jetstream.JetStream) (i
 				buf = append(buf, ',')
 			}
 			buf = append(buf, keys[i]...)
-			buf = appendJSONString(buf, v)
+			if buf, err = schema.AppendJSONString(buf, v); err != nil {
+				return n, fmt.Errorf("ceiling: %s: record %d: %w", c.csvPath, n+1, err)
+			}
 		}
 		buf = append(buf, '}')
 		sizeHint = max(sizeHint, len(buf)+len(buf)/8)
@@ -228,48 +238,4 @@ func (c ceilingPipeline) consume(ctx context.Context, cons jetstream.Consumer, o
 		written.Store(int64(n))
 	}
 	return nil
-}
-
-// appendJSONString appends s as a JSON string (the escapes encoding/json
-// uses for valid UTF-8, without HTML escaping).
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -31,3 +31,7 @@ require (
 )
 
 tool github.com/nats-io/nats-server/v2
+
+require github.com/rowpipe/rowpipe/pkg/schema v0.0.0
+
+replace github.com/rowpipe/rowpipe/pkg/schema => ../pkg/schema
