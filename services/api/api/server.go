@@ -9,7 +9,7 @@
 //	err = srv.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //
 // The api only reads DATA_DIR. It picks up a new generation on the next
-// request (CURRENT is read for each one) and needs no restart.
+// request (each one checks CURRENT with one stat) and needs no restart.
 package api
 
 import (
@@ -82,6 +82,8 @@ type Server struct {
 	metrics  *metrics.Metrics
 	gatherer prometheus.Gatherer
 	openapi  []byte
+	// inlineDone is given to every buffered answer (inlineDoneFunc).
+	inlineDone func(int64, error)
 
 	lnMu     sync.Mutex
 	ln       net.Listener
@@ -107,6 +109,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("api config: DATASET: %s", err.Message)
 	}
 	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln}
+	s.inlineDone = s.inlineDoneFunc()
 	s.store = pagereader.New(cfg.DataDir, s.log)
 
 	if cfg.Auth == AuthOn {

@@ -689,26 +689,46 @@ func TestConnectionLimit(t *testing.T) {
 func TestAFileShorterThanItsIndexCutsTheAnswerAndIsLogged(t *testing.T) {
 	h := start(t, nil)
 	proto(h)
-	data, _ := datadirtest.Paths(h.dataDir, "proto", 7)
-	st, _ := os.Stat(data)
-	os.Truncate(data, st.Size()-5)
-	req, _ := http.NewRequest(http.MethodGet, h.base+"/fetch-data?dataset=proto&limit=25", nil)
+	big := bigRecords(h)
+	cut := func(dataset string, gen uint64, by int64) {
+		data, _ := datadirtest.Paths(h.dataDir, dataset, gen)
+		st, _ := os.Stat(data)
+		if err := os.Truncate(data, st.Size()-by); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut("proto", 7, 5)
+	cut("big", big.Generation, 5)
+
+	// A page read whole before its headers go out (respond.InlineMax) is a
+	// clean 503 that says to retry: nothing of the page was sent.
+	a := h.get("/fetch-data?dataset=proto&limit=25")
+	if a.status != http.StatusServiceUnavailable || !strings.Contains(string(a.body), `"code":"unavailable"`) || a.header.Get("Retry-After") == "" {
+		t.Fatalf("a small page over a truncated file: %d %s, want 503 unavailable with Retry-After", a.status, a.body)
+	}
+	if a.header.Get("ETag") != "" || a.header.Get("X-Total-Count") != "" {
+		t.Errorf("the 503 carries the page's headers: %v", a.header)
+	}
+
+	// A streamed page is cut after its headers: never a complete-looking
+	// answer.
+	req, _ := http.NewRequest(http.MethodGet, h.base+"/fetch-data?dataset=big&limit=1000", nil)
 	req.Header.Set("X-API-Key", testKey)
-	// The connection is cut: before the headers (a small answer is sent in
-	// one write) or after them; never a complete-looking answer.
 	if resp, err := h.client.Do(req); err == nil {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err == nil && json.Valid(body) {
-			t.Fatalf("a truncated file was served as a whole answer: %s", body)
+			t.Fatalf("a truncated file was served as a whole answer (%d bytes)", len(body))
 		}
 	}
 	waitFor(t, "the lease released", func() bool { return h.leases() == 0 })
-	if !strings.Contains(h.logs.String(), "could not be read") {
-		t.Errorf("the short read was not logged:\n%s", h.logs.String())
+	if n := strings.Count(h.logs.String(), "could not be read"); n < 2 {
+		t.Errorf("%d short reads logged, want 2:\n%s", n, h.logs.String())
 	}
 	// The pages before the cut still serve.
-	if a := h.get("/fetch-data?dataset=proto&limit=5"); a.status != 200 || !json.Valid(a.body) {
-		t.Fatalf("first page: %d", a.status)
+	for _, q := range []string{"/fetch-data?dataset=proto&limit=5", "/fetch-data?dataset=big&limit=5"} {
+		if a := h.get(q); a.status != 200 || !json.Valid(a.body) {
+			t.Fatalf("%s: %d", q, a.status)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,11 @@ type Metrics struct {
 	// went away, or a read failed).
 	StreamErrors prometheus.Counter
 
-	mu    sync.RWMutex
-	cache map[key]observers
+	// cache holds the label children resolved so far, copied on write
+	// (under mu): Observe reads it without a lock, and only the first
+	// request of a route and status resolves labels.
+	mu    sync.Mutex
+	cache atomic.Pointer[map[key]observers]
 }
 
 type key struct {
@@ -66,7 +70,7 @@ func New(reg prometheus.Registerer, g Gauges) (*Metrics, error) {
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "request_duration_seconds",
-			Help:    "Time from a request's arrival to the last byte of its answer handed to the connection, by route pattern and status code.",
+			Help:    "Time from a request's arrival to its answer handed to the connection (a page of up to 32 KiB: read whole and ready to be written in one go; a streamed one: its last byte), by route pattern and status code.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "code"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -85,8 +89,8 @@ func New(reg prometheus.Registerer, g Gauges) (*Metrics, error) {
 			Namespace: Namespace, Name: "stream_errors_total",
 			Help: "Responses whose body stopped before its end (client gone, read error).",
 		}),
-		cache: make(map[key]observers),
 	}
+	m.cache.Store(&map[key]observers{})
 	cs := []prometheus.Collector{m.requests, m.duration, m.bytes, m.RateLimited, m.AuthFailures, m.StreamErrors}
 	gauge := func(name, help string, f func() float64) {
 		if f != nil {
@@ -110,26 +114,40 @@ func New(reg prometheus.Registerer, g Gauges) (*Metrics, error) {
 	return m, nil
 }
 
-// Observe records one answered request.
+// Observe records one answered request. It takes no lock and allocates
+// nothing once its route and status have been seen.
 func (m *Metrics) Observe(route string, status int, bytes int64, d time.Duration) {
 	k := key{route, status}
-	m.mu.RLock()
-	o, ok := m.cache[k]
-	m.mu.RUnlock()
+	o, ok := (*m.cache.Load())[k]
 	if !ok {
-		code := strconv.Itoa(status)
-		o = observers{
-			requests: m.requests.WithLabelValues(route, code),
-			duration: m.duration.WithLabelValues(route, code),
-			bytes:    m.bytes.WithLabelValues(route),
-		}
-		m.mu.Lock()
-		m.cache[k] = o
-		m.mu.Unlock()
+		o = m.resolve(k)
 	}
 	o.requests.Inc()
 	o.duration.Observe(d.Seconds())
 	if bytes > 0 {
 		o.bytes.Add(float64(bytes))
 	}
+}
+
+// resolve looks up the label children of k and adds them to the cache.
+func (m *Metrics) resolve(k key) observers {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.cache.Load()
+	if o, ok := old[k]; ok {
+		return o
+	}
+	code := strconv.Itoa(k.status)
+	o := observers{
+		requests: m.requests.WithLabelValues(k.route, code),
+		duration: m.duration.WithLabelValues(k.route, code),
+		bytes:    m.bytes.WithLabelValues(k.route),
+	}
+	next := make(map[key]observers, len(old)+1)
+	for kk, v := range old {
+		next[kk] = v
+	}
+	next[k] = o
+	m.cache.Store(&next)
+	return o
 }

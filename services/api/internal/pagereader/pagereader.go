@@ -6,7 +6,24 @@
 // generation (the one CURRENT names, or a pinned one), re-reads its
 // metadata header with one small read, and returns a Lease: a consistent
 // view of one generation at one header state. A page's byte range then
-// costs two 8-byte index reads whatever its offset (schema.Index.Range).
+// costs one read of the index whatever its offset (schema.Index.Range over
+// the entries the page needs, read at once).
+//
+// Per request, Acquire validates everything it keeps and trusts nothing by
+// age, with two system calls and no lock in the usual case:
+//
+//   - a stat of CURRENT, compared with the identity of the CURRENT it last
+//     read, which it keeps open (so no other file can take its inode): a
+//     CURRENT renamed into place is seen by the very next request;
+//   - a stat of the data file, compared with the open one's inode: a
+//     pruned or replaced file is seen at once;
+//   - the whole header block, compared byte for byte with the last one
+//     decoded, through a read-only mapping of it (the page cache itself,
+//     no system call): an append, a rollback or a torn rewrite is never
+//     missed, and changed bytes are decoded from a private copy whose
+//     checksum is checked.
+//
+// Both stats are relative to DATA_DIR held open (see root).
 //
 // Handles are reference counted. When a newer generation becomes current,
 // or a generation's files are pruned or replaced, its handle is retired:
@@ -23,11 +40,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
@@ -53,13 +73,18 @@ var (
 // Store hands out leases on generations under one DATA_DIR. It is safe for
 // concurrent use. The zero value is not usable: call New.
 type Store struct {
-	dir string
-	log *slog.Logger
+	dir  string
+	log  *slog.Logger
+	root *root
 
 	mu       sync.Mutex
 	datasets map[string]*dataset // only datasets that had a generation opened
 	opened   int                 // handles with open files (in the map or retired and leased)
-	leases   int                 // leases not yet released
+
+	// published is a copy of datasets, replaced (under mu) whenever
+	// datasets changes: Acquire looks a dataset up without the lock.
+	published atomic.Pointer[map[string]*dataset]
+	leases    atomic.Int64 // leases not yet released
 
 	tornRetries atomic.Uint64
 }
@@ -68,31 +93,92 @@ type dataset struct {
 	name        string
 	dir         string
 	currentPath string
-	current     uint64 // highest generation CURRENT has named
+	currentRel  relPath // currentPath under DATA_DIR
+	current     uint64  // highest generation CURRENT has named
 	gens        map[uint64]*handle
+	// hot is the handle of generation current while it is not retired:
+	// Acquire leases it without the lock (set and cleared under Store.mu).
+	hot atomic.Pointer[handle]
+
+	// cur is CURRENT as last read, set only on the stored entry of a
+	// dataset (under Store.mu) and swapped atomically.
+	cur atomic.Pointer[currentFile]
 }
 
-// handle is one generation's open files. refs and retired are guarded by
-// Store.mu; the header snapshot is swapped atomically.
+// currentFile is one CURRENT file as read: the generation it names and the
+// identity the file had when read, kept open through fd.
+//
+// Holding the file open is what makes one stat enough to validate it: the
+// writer replaces CURRENT only by renaming a new file over it, and a new
+// file cannot get the inode of a file that is still open, so a stat of the
+// path that shows this inode (and size, mtime and ctime, which also catch
+// an edit in place) shows this very file. A stat that shows anything else
+// means CURRENT moved on, and it is read again.
+type currentFile struct {
+	id  fileID
+	gen uint64
+	fd  int
+}
+
+// fileID is what a stat says about a file's identity and last change.
+type fileID struct {
+	dev, ino, size                   uint64
+	mtimeS, mtimeNs, ctimeS, ctimeNs int64
+}
+
+func idOf(st *unix.Stat_t) fileID {
+	return fileID{
+		dev: uint64(st.Dev), ino: st.Ino, size: uint64(st.Size),
+		mtimeS: int64(st.Mtim.Sec), mtimeNs: int64(st.Mtim.Nsec),
+		ctimeS: int64(st.Ctim.Sec), ctimeNs: int64(st.Ctim.Nsec),
+	}
+}
+
+// handle is one generation's open files. retired is guarded by Store.mu;
+// refs and the header snapshot are atomic.
 type handle struct {
 	ds       *dataset
 	gen      uint64
 	dataPath string
+	dataRel  relPath // dataPath under DATA_DIR
 	data     *os.File
+	dataFd   int // data's descriptor
 	idx      *os.File
 	index    *schema.Index
+	idxHead  [schema.IndexHeaderSize]byte // the index's header, as OpenIndex checked it
 	dev, ino uint64
 	hdr      atomic.Pointer[headerSnap]
+	// hdrMap is the data file's header block mapped read-only (MAP_SHARED:
+	// the page cache itself, so it shows every write as a read would), or
+	// nil. Unmapped with the files, when no lease holds the handle.
+	hdrMap []byte
 
-	refs    int
+	// refs counts the leases, plus one while the handle is not retired;
+	// the files close when it reaches 0, after which it never rises again.
+	refs    atomic.Int64
 	retired bool
+}
+
+// tryRef takes a reference unless the handle's files are closed (or being
+// closed).
+func (h *handle) tryRef() bool {
+	for {
+		r := h.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if h.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
 }
 
 // headerSnap is a decoded header and the exact bytes it came from: a request
 // whose read returns the same bytes reuses the decoded header.
 type headerSnap struct {
-	raw []byte
-	h   schema.Header
+	raw  []byte
+	h    schema.Header
+	memo atomic.Pointer[[]byte] // Lease.SetMemo
 }
 
 // New returns a Store reading dataDir. Nothing is opened until Acquire.
@@ -100,7 +186,9 @@ func New(dataDir string, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{dir: dataDir, log: log, datasets: make(map[string]*dataset)}
+	s := &Store{dir: dataDir, log: log, root: newRoot(dataDir), datasets: make(map[string]*dataset)}
+	s.publishLocked()
+	return s
 }
 
 // Dir is the data directory the Store reads.
@@ -111,7 +199,16 @@ func (s *Store) Dir() string { return s.dir }
 func (s *Store) Stats() (open, leases int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.opened, s.leases
+	return s.opened, int(s.leases.Load())
+}
+
+// publishLocked makes Acquire's lock-free view of datasets match it.
+func (s *Store) publishLocked() {
+	m := make(map[string]*dataset, len(s.datasets))
+	for k, v := range s.datasets {
+		m[k] = v
+	}
+	s.published.Store(&m)
 }
 
 // TornRetries counts header reads that came back torn and were retried.
@@ -123,16 +220,111 @@ func (s *Store) TornRetries() uint64 { return s.tornRetries.Load() }
 type Lease struct {
 	h      *handle
 	s      *Store
+	snap   *headerSnap
 	Header schema.Header
 }
 
+// Memo is what SetMemo stored for this lease's header state, or nil. It is
+// for answers derived from the header alone (the metadata body): they are
+// computed once per header state and reused until the header changes. The
+// bytes must not be modified.
+func (l Lease) Memo() []byte {
+	if l.snap == nil {
+		return nil
+	}
+	if m := l.snap.memo.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+// SetMemo stores b with this lease's header state (see Memo). b must not be
+// modified afterwards.
+func (l Lease) SetMemo(b []byte) {
+	if l.snap != nil {
+		l.snap.memo.Store(&b)
+	}
+}
+
+// Data is the generation's data file, for reading while the lease is held.
+func (l Lease) Data() io.ReaderAt { return l.h.data }
+
+// DataFd is the descriptor of the data file (for sendfile), valid while the
+// lease is held. Read it only at explicit offsets: it is shared.
+func (l Lease) DataFd() int { return l.h.dataFd }
+
 // Range returns the byte range [start, end) of records first .. first+n-1
 // in the data file. n ≥ 1 and first+n ≤ Header.Count.
+//
+// It costs one read of the index: of the one entry it needs when first is
+// 0, of the n+1 consecutive entries first-1 .. first+n-1 when they fit in
+// spanBytes, else of the two entries it needs, one after the other.
 func (l Lease) Range(first, n uint64) (start, end int64, err error) {
 	if n == 0 || first+n > l.Header.Count || first+n < first {
 		return 0, 0, fmt.Errorf("records %d..%d are outside the %d the header covers", first, first+n-1, l.Header.Count)
 	}
-	return l.h.index.Range(first, n)
+	if first == 0 || n >= spanBytes/schema.IndexEntrySize {
+		return l.h.index.Range(first, n)
+	}
+	sr := spans.Get().(*spanReader)
+	defer func() {
+		sr.h = nil // hold no handle while pooled
+		spans.Put(sr)
+	}()
+	if err := sr.load(l.h, first-1, n+1); err != nil {
+		return 0, 0, err
+	}
+	// schema.Index decodes the entries (the format stays pkg/schema's),
+	// reading its header and the two entries from sr's memory. sr keeps the
+	// Index it opened over itself while the data start it read still holds.
+	if sr.x == nil || sr.x.DataStart() != l.h.index.DataStart() {
+		x, err := schema.OpenIndex(sr)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", l.h.idx.Name(), err)
+		}
+		sr.x = x
+	}
+	return sr.x.Range(first, n)
+}
+
+// spanBytes bounds the index bytes Range reads in one go (256 entries).
+const spanBytes = 4096
+
+var spans = sync.Pool{New: func() any { return new(spanReader) }}
+
+// spanReader is the index as one Range call sees it: the header from the
+// handle's copy, entries first .. first+n-1 from one read of the file.
+// Anything else (there is nothing else) is read from the file.
+type spanReader struct {
+	h   *handle
+	x   *schema.Index // over this spanReader
+	off int64
+	buf [spanBytes]byte
+	n   int
+}
+
+// load reads n entries from entry first on.
+func (r *spanReader) load(h *handle, first, n uint64) error {
+	r.h, r.off, r.n = h, schema.IndexSize(first), int(n)*schema.IndexEntrySize
+	got, err := h.idx.ReadAt(r.buf[:r.n], r.off)
+	if got < r.n {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("index entries %d..%d: %w", first, first+n-1, err)
+	}
+	return nil
+}
+
+// ReadAt implements io.ReaderAt.
+func (r *spanReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= 0 && off+int64(len(p)) <= int64(len(r.h.idxHead)) {
+		return copy(p, r.h.idxHead[off:]), nil
+	}
+	if off >= r.off && off+int64(len(p)) <= r.off+int64(r.n) {
+		return copy(p, r.buf[off-r.off:r.n]), nil
+	}
+	return r.h.idx.ReadAt(p, off)
 }
 
 // ReadAt reads the generation's data file.
@@ -144,12 +336,12 @@ func (l Lease) Release() {
 	if l.h == nil {
 		return
 	}
-	l.s.mu.Lock()
-	defer l.s.mu.Unlock()
-	l.s.leases--
-	l.h.refs--
-	if l.h.refs == 0 && l.h.retired {
+	l.s.leases.Add(-1)
+	if l.h.refs.Add(-1) == 0 {
+		// Retired, and this was the last lease.
+		l.s.mu.Lock()
 		l.s.closeLocked(l.h)
+		l.s.mu.Unlock()
 	}
 }
 
@@ -162,7 +354,7 @@ func (s *Store) Acquire(name string, pin uint64) (Lease, error) {
 	for attempt := 0; ; attempt++ {
 		gen := pin
 		if pin == 0 {
-			g, err := readCurrent(d.currentPath)
+			g, err := s.currentGen(d)
 			if err != nil {
 				return Lease{}, s.noCurrent(d, err)
 			}
@@ -181,7 +373,11 @@ func (s *Store) Acquire(name string, pin uint64) (Lease, error) {
 		if err != nil {
 			return Lease{}, err
 		}
-		hdr, err := s.readHeader(h)
+		snap, err := s.readHeader(h)
+		var hdr schema.Header
+		if err == nil {
+			hdr = snap.h
+		}
 		if err == nil && hdr.State != schema.StateComplete {
 			if pin != 0 {
 				err = fmt.Errorf("%w: %s generation %d is still being built (state %q)", ErrGenerationNotFound, name, gen, hdr.State)
@@ -193,28 +389,39 @@ func (s *Store) Acquire(name string, pin uint64) (Lease, error) {
 			Lease{h: h, s: s}.Release()
 			return Lease{}, err
 		}
-		return Lease{h: h, s: s, Header: hdr}, nil
+		return Lease{h: h, s: s, snap: snap, Header: hdr}, nil
 	}
 }
 
 // lookup returns the known dataset entry, or a fresh one that is stored only
 // once one of its generations opens (so unknown names do not grow the map).
 func (s *Store) lookup(name string) *dataset {
-	s.mu.Lock()
-	d := s.datasets[name]
-	s.mu.Unlock()
-	if d != nil {
+	if d := (*s.published.Load())[name]; d != nil {
 		return d
 	}
 	name = strings.Clone(name)
 	dir := filepath.Join(s.dir, name)
-	return &dataset{name: name, dir: dir, currentPath: filepath.Join(dir, schema.CurrentFile), gens: make(map[uint64]*handle)}
+	return &dataset{name: name, dir: dir, currentPath: filepath.Join(dir, schema.CurrentFile),
+		currentRel: newRelPath(name, schema.CurrentFile), gens: make(map[uint64]*handle)}
 }
 
 // handle returns gen's handle with one more reference, opening it if needed.
 // A cached handle whose data file was pruned or replaced is retired first.
 func (s *Store) handle(d *dataset, gen uint64, fromCurrent bool) (*handle, error) {
-	var st syscall.Stat_t
+	var st unix.Stat_t
+	// The usual case, without the lock: the current generation's handle,
+	// still the file at its name (one stat: not pruned, not replaced), and
+	// still open. It may have been retired meanwhile (a newer generation,
+	// seen by another request after this one read CURRENT): serving it is
+	// what this request would have done a moment earlier, and its files stay
+	// open while leased.
+	if h := d.hot.Load(); h != nil && h.gen == gen {
+		err := s.root.stat(h.dataRel, &st)
+		if err == nil && uint64(st.Dev) == h.dev && st.Ino == h.ino && h.tryRef() {
+			s.leases.Add(1)
+			return h, nil
+		}
+	}
 	s.mu.Lock()
 	d = s.canonicalLocked(d)
 	h := d.gens[gen]
@@ -222,19 +429,20 @@ func (s *Store) handle(d *dataset, gen uint64, fromCurrent bool) (*handle, error
 	if h != nil {
 		// One stat tells whether the cached handle still is the file at
 		// that name: pruned (ENOENT) or replaced (another inode).
-		err := syscall.Stat(h.dataPath, &st)
+		err := s.root.stat(h.dataRel, &st)
 		s.mu.Lock()
-		if err == nil && st.Dev == h.dev && st.Ino == h.ino && !h.retired {
+		if err == nil && uint64(st.Dev) == h.dev && st.Ino == h.ino && !h.retired {
 			s.noteCurrentLocked(d, gen, fromCurrent)
-			h.refs++
-			s.leases++
+			s.noteHotLocked(d, h)
+			h.refs.Add(1) // not retired: refs ≥ 1
+			s.leases.Add(1)
 			s.mu.Unlock()
 			return h, nil
 		}
 		s.retireLocked(h)
 		s.mu.Unlock()
 		if err != nil {
-			if errors.Is(err, syscall.ENOENT) {
+			if err == unix.ENOENT {
 				return nil, fs.ErrNotExist
 			}
 			return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, h.dataPath, err)
@@ -251,6 +459,7 @@ func (s *Store) handle(d *dataset, gen uint64, fromCurrent bool) (*handle, error
 		d = cur
 	} else {
 		s.datasets[d.name] = d
+		s.publishLocked()
 	}
 	h.ds = d
 	if other := d.gens[gen]; other != nil && !other.retired && other.dev == h.dev && other.ino == h.ino {
@@ -261,12 +470,22 @@ func (s *Store) handle(d *dataset, gen uint64, fromCurrent bool) (*handle, error
 		if other != nil {
 			s.retireLocked(other)
 		}
+		h.refs.Store(1) // the map's reference
 		d.gens[gen] = h
 	}
 	s.noteCurrentLocked(d, gen, fromCurrent)
-	h.refs++
-	s.leases++
+	s.noteHotLocked(d, h)
+	h.refs.Add(1)
+	s.leases.Add(1)
 	return h, nil
+}
+
+// noteHotLocked makes h the handle Acquire leases without the lock, if it
+// is the current generation's.
+func (s *Store) noteHotLocked(d *dataset, h *handle) {
+	if h.gen == d.current && !h.retired && d.hot.Load() != h {
+		d.hot.Store(h)
+	}
 }
 
 // noteCurrentLocked retires the handles of generations older than a newly
@@ -299,12 +518,19 @@ func (s *Store) retireLocked(h *handle) {
 	if h.ds.gens[h.gen] == h {
 		delete(h.ds.gens, h.gen)
 	}
-	if h.refs == 0 {
+	if h.ds.hot.Load() == h {
+		h.ds.hot.Store(nil)
+	}
+	if h.refs.Add(-1) == 0 { // the map's reference
 		s.closeLocked(h)
 	}
 }
 
 func (s *Store) closeLocked(h *handle) {
+	if h.hdrMap != nil {
+		unix.Munmap(h.hdrMap)
+		h.hdrMap = nil
+	}
 	h.data.Close()
 	h.idx.Close()
 	s.opened--
@@ -329,7 +555,7 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	h := &handle{ds: d, gen: gen, dataPath: dataPath, data: data, idx: idx}
+	h := &handle{ds: d, gen: gen, dataPath: dataPath, dataRel: newRelPath(d.name, schema.DataFile(gen)), data: data, idx: idx}
 	fail := func(err error) (*handle, error) {
 		data.Close()
 		idx.Close()
@@ -340,6 +566,7 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 		return fail(fmt.Errorf("%w: stat %s: %v", ErrUnavailable, dataPath, err))
 	}
 	h.dev, h.ino = uint64(st.Dev), st.Ino
+	h.dataFd = int(data.Fd())
 	hdr, err := s.firstHeader(data)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %s: %w", ErrUnavailable, dataPath, err))
@@ -350,6 +577,9 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 	if h.index, err = schema.OpenIndex(idx); err != nil {
 		return fail(fmt.Errorf("%w: %s: %v", ErrUnavailable, idx.Name(), err))
 	}
+	if _, err := idx.ReadAt(h.idxHead[:], 0); err != nil {
+		return fail(fmt.Errorf("%w: %s: %v", ErrUnavailable, idx.Name(), err))
+	}
 	if h.index.DataStart() != int64(hdr.Size) {
 		return fail(fmt.Errorf("%w: %s: the index starts records at %d, the header is %d bytes", ErrUnavailable, idx.Name(), h.index.DataStart(), hdr.Size))
 	}
@@ -358,6 +588,12 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 		return fail(fmt.Errorf("%w: %s: %w", ErrUnavailable, dataPath, err))
 	}
 	h.hdr.Store(&headerSnap{raw: raw, h: hdr}) // a stale raw only costs one decode later
+	// The header block mapped read-only: Acquire compares it with the last
+	// bytes decoded without a system call. Where mapping fails (a file
+	// system without mmap), every Acquire reads the block instead.
+	if m, err := unix.Mmap(int(data.Fd()), 0, hdr.Size, unix.PROT_READ, unix.MAP_SHARED); err == nil {
+		h.hdrMap = m
+	}
 	return h, nil
 }
 
@@ -391,12 +627,24 @@ func (s *Store) firstHeader(f io.ReaderAt) (schema.Header, error) {
 
 var headerBufs = sync.Pool{New: func() any { b := make([]byte, schema.HeaderBlock); return &b }}
 
-// readHeader re-reads h's header with one read of its fixed size. When the
-// bytes equal the last ones decoded, the decoded header is reused: no JSON
-// decoding on the hot path. Otherwise schema.DecodeHeader checks the
-// checksum; a torn read is retried.
-func (s *Store) readHeader(h *handle) (schema.Header, error) {
+// readHeader re-reads h's header, all of its fixed size. When the bytes
+// equal the last ones decoded, the decoded header is reused: no JSON
+// decoding on the hot path. The comparison reads the mapped header block
+// (no system call); when it differs, or there is no mapping, the block is
+// read into a private buffer and schema.DecodeHeader checks its checksum
+// there (never decoding bytes that may change under it); a torn read is
+// retried.
+func (s *Store) readHeader(h *handle) (*headerSnap, error) {
 	snap := h.hdr.Load()
+	if h.hdrMap != nil {
+		same, err := equalMapped(h.hdrMap, snap.raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: read header of %s: %v", ErrUnavailable, h.dataPath, err)
+		}
+		if same {
+			return snap, nil
+		}
+	}
 	size := len(snap.raw)
 	bp := headerBufs.Get().(*[]byte)
 	defer headerBufs.Put(bp)
@@ -406,25 +654,137 @@ func (s *Store) readHeader(h *handle) (schema.Header, error) {
 	buf := (*bp)[:size]
 	for attempt := 0; ; attempt++ {
 		if _, err := h.data.ReadAt(buf, 0); err != nil {
-			return schema.Header{}, fmt.Errorf("%w: read header of %s: %v", ErrUnavailable, h.dataPath, err)
+			return nil, fmt.Errorf("%w: read header of %s: %v", ErrUnavailable, h.dataPath, err)
 		}
 		if bytes.Equal(buf, snap.raw) {
-			return snap.h, nil
+			return snap, nil
 		}
 		hdr, err := schema.DecodeHeader(buf)
 		if err == nil {
 			if hdr.Generation != h.gen || hdr.Dataset != h.ds.name || hdr.Size != size {
-				return schema.Header{}, fmt.Errorf("%w: %s: header rewritten as dataset %q generation %d", ErrUnavailable, h.dataPath, hdr.Dataset, hdr.Generation)
+				return nil, fmt.Errorf("%w: %s: header rewritten as dataset %q generation %d", ErrUnavailable, h.dataPath, hdr.Dataset, hdr.Generation)
 			}
-			h.hdr.Store(&headerSnap{raw: bytes.Clone(buf), h: hdr})
-			return hdr, nil
+			snap = &headerSnap{raw: bytes.Clone(buf), h: hdr}
+			h.hdr.Store(snap)
+			return snap, nil
 		}
 		if !errors.Is(err, schema.ErrHeaderTorn) || attempt+1 >= tornAttempts {
-			return schema.Header{}, fmt.Errorf("%w: %s: %w", ErrUnavailable, h.dataPath, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, h.dataPath, err)
 		}
 		s.tornRetries.Add(1)
 		tornBackoff(attempt)
 	}
+}
+
+// currentGen returns the generation d's CURRENT names. It stats CURRENT and,
+// when the stat shows the file it read last time (see currentFile), takes
+// the generation read then; otherwise it reads CURRENT again and, for a
+// dataset the Store keeps, remembers what it read. The stat comes before
+// the remembered file is looked at: a remembered file is open until it is
+// replaced, so it was open at the time of the stat.
+func (s *Store) currentGen(d *dataset) (uint64, error) {
+	var st unix.Stat_t
+	if err := s.root.stat(d.currentRel, &st); err != nil {
+		if err == unix.ENOENT || err == unix.ENOTDIR {
+			return 0, fs.ErrNotExist
+		}
+		return 0, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, d.currentPath, err)
+	}
+	if c := d.cur.Load(); c != nil && c.id == idOf(&st) {
+		return c.gen, nil
+	}
+	c, err := openCurrent(d.currentPath)
+	if err != nil {
+		return 0, err
+	}
+	// This request answers from what it read itself, whatever another one
+	// remembers meanwhile: a later stat that disagrees reads CURRENT again.
+	s.mu.Lock()
+	if s.datasets[d.name] == d {
+		if old := d.cur.Swap(c); old != nil {
+			syscall.Close(old.fd)
+		}
+	} else {
+		// A dataset not kept (yet): nothing to remember it in.
+		syscall.Close(c.fd)
+	}
+	s.mu.Unlock()
+	return c.gen, nil
+}
+
+// dropCurrentLocked forgets d's remembered CURRENT and closes it.
+func dropCurrentLocked(d *dataset) {
+	if old := d.cur.Swap(nil); old != nil {
+		syscall.Close(old.fd)
+	}
+}
+
+// openCurrent opens and reads CURRENT, and returns it still open with the
+// identity of the file it read (fstat of the open file, so a rename in
+// between cannot pair one file's identity with another's contents).
+func openCurrent(path string) (*currentFile, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		if err == syscall.ENOENT || err == syscall.ENOTDIR {
+			return nil, fs.ErrNotExist
+		}
+		return nil, fmt.Errorf("%w: open %s: %v", ErrUnavailable, path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, path, err)
+	}
+	g, err := readCurrentFd(fd, path)
+	if err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	return &currentFile{id: idOf(&st), gen: g, fd: fd}, nil
+}
+
+// equalMapped compares a mapped file region with b. A file cut shorter
+// than the mapping (by hand: the writer never cuts into a header) makes the
+// access fault; that is an error here, not a crash.
+func equalMapped(m, b []byte) (same bool, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = fmt.Errorf("the file is shorter than its header: %v", r)
+		}
+	}()
+	return bytes.Equal(m, b), nil
+}
+
+// readCurrentFd reads an open CURRENT file from its start.
+func readCurrentFd(fd int, path string) (uint64, error) {
+	var b [32]byte
+	var n int
+	var err error
+	for {
+		n, err = syscall.Pread(fd, b[:], 0)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: read %s: %v", ErrUnavailable, path, err)
+	}
+	g, ok := schema.ParseCurrent(b[:max(n, 0)])
+	if !ok {
+		return 0, fmt.Errorf("%w: %s holds %q, not a generation number and a newline", ErrUnavailable, path, b[:max(n, 0)])
+	}
+	return g, nil
 }
 
 // readCurrent reads a CURRENT file: the decimal generation and '\n'. It
@@ -445,17 +805,8 @@ func readCurrent(path string) (uint64, error) {
 		}
 		return 0, fmt.Errorf("%w: open %s: %v", ErrUnavailable, path, err)
 	}
-	var b [32]byte
-	n, err := syscall.Read(fd, b[:])
-	syscall.Close(fd)
-	if err != nil {
-		return 0, fmt.Errorf("%w: read %s: %v", ErrUnavailable, path, err)
-	}
-	g, ok := schema.ParseCurrent(b[:max(n, 0)])
-	if !ok {
-		return 0, fmt.Errorf("%w: %s holds %q, not a generation number and a newline", ErrUnavailable, path, b[:max(n, 0)])
-	}
-	return g, nil
+	defer syscall.Close(fd)
+	return readCurrentFd(fd, path)
 }
 
 // noCurrent explains why CURRENT could not be read: no such dataset, or one
@@ -492,6 +843,8 @@ func (s *Store) forget(d *dataset) {
 	}
 	if s.datasets[d.name] == d {
 		delete(s.datasets, d.name)
+		s.publishLocked()
+		dropCurrentLocked(d)
 	}
 }
 
@@ -520,6 +873,9 @@ func (s *Store) Close() {
 		for _, h := range d.gens {
 			s.retireLocked(h)
 		}
+		dropCurrentLocked(d)
 	}
 	clear(s.datasets)
+	s.publishLocked()
+	s.root.close()
 }

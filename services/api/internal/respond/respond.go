@@ -5,8 +5,10 @@
 // Records are never decoded and re-encoded for JSON or NDJSON: the file's
 // lines already are the JSON objects, so a page is the envelope's head, the
 // lines with each '\n' turned into ',' (the last one dropped), and "]}".
-// Every body is produced through one pooled buffer of ChunkSize bytes,
-// whatever the page size.
+// Memory per answer is bounded whatever the page size: one pooled buffer of
+// ChunkSize bytes (InlineMax for a page read whole; BigMax only for one
+// non-blocking write attempt, never while waiting on a slow client), or
+// none at all when NDJSON goes out by sendfile.
 package respond
 
 import (
@@ -16,6 +18,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
@@ -154,7 +157,9 @@ func IsSourceError(err error) bool {
 // bytes pass unchanged. Its length is known in advance (Size), so the
 // server can send Content-Length. It implements io.Reader, io.WriterTo (so
 // copying it uses one pooled buffer and never another) and io.Closer, and
-// calls the done function given to NewBody exactly once, on Close.
+// calls the done function given to NewBody exactly once, on Close. With a
+// direct connection (SetDirect) WriteTo first tries cheaper ways: sendfile,
+// or the whole body offered in one write.
 type Body struct {
 	head, tail []byte
 	src        io.ReaderAt
@@ -167,6 +172,10 @@ type Body struct {
 	err              error
 	done             func(written int64, err error)
 	closed           bool
+	// direct connection (SetDirect)
+	rc    syscall.RawConn
+	srcFd int
+	cork  corked
 }
 
 // NewBody returns a body of head, src's bytes [start, end), and tail. With
@@ -175,12 +184,19 @@ type Body struct {
 // error met (nil when the whole body was produced); it is where the caller
 // releases src.
 func NewBody(head []byte, src io.ReaderAt, start, end int64, join bool, tail []byte, done func(int64, error)) *Body {
-	b := &Body{head: head, tail: tail, src: src, pos: start, end: end, join: join, done: done}
-	b.size = int64(len(head)+len(tail)) + end - start
-	if join && end > start {
-		b.size-- // the last newline is dropped
-	}
+	b := &Body{head: head, tail: tail, src: src, pos: start, end: end, join: join, done: done, srcFd: -1}
+	b.size = Size(head, start, end, join, tail)
 	return b
+}
+
+// Size is the size of the body NewBody(head, src, start, end, join, tail)
+// produces.
+func Size(head []byte, start, end int64, join bool, tail []byte) int64 {
+	n := int64(len(head)+len(tail)) + end - start
+	if join && end > start {
+		n-- // the last newline is dropped
+	}
+	return n
 }
 
 // OnClose sets the function Close calls (replacing the one given to
@@ -224,8 +240,14 @@ func (b *Body) fill(p []byte) ([]byte, error) {
 	return out, nil
 }
 
+// Cork holds back rc's partial TCP segments until the body's first write,
+// so that the server's headers leave with the start of the body (see
+// corked). Call it just before handing the body to the server.
+func (b *Body) Cork(rc syscall.RawConn) { b.cork.hold(rc) }
+
 // Read implements io.Reader.
 func (b *Body) Read(p []byte) (int, error) {
+	defer b.cork.release()
 	if b.err != nil {
 		return 0, b.err
 	}
@@ -272,9 +294,23 @@ func (b *Body) Read(p []byte) (int, error) {
 // client went away) stops it at once.
 func (b *Body) WriteTo(w io.Writer) (int64, error) {
 	if b.err != nil {
+		b.cork.release()
 		return 0, b.err
 	}
 	start := b.written
+	if b.rc != nil {
+		// One direct attempt (see SetDirect); what remains streams below.
+		_, done, err := b.writeDirect(w)
+		b.rc = nil
+		if err != nil {
+			b.err = err
+			return b.written - start, err
+		}
+		if done {
+			b.err = io.EOF
+			return b.written - start, nil
+		}
+	}
 	bp := chunks.Get().(*[]byte)
 	defer chunks.Put(bp)
 	buf := *bp
@@ -284,6 +320,7 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 			return nil
 		}
 		m, err := w.Write(buf[:n])
+		b.cork.release() // the headers left with the first chunk
 		b.written += int64(m)
 		n = 0
 		return err
@@ -336,6 +373,7 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 // error that stopped it, if any (a body closed before its end reports
 // io.ErrUnexpectedEOF). Close is idempotent and always returns nil.
 func (b *Body) Close() error {
+	b.cork.release()
 	if b.closed {
 		return nil
 	}

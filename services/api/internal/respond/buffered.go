@@ -1,0 +1,118 @@
+package respond
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+)
+
+// InlineMax is the largest body Buffer produces in memory: a page up to this
+// size is read from the file in one read before the server writes anything,
+// so that its headers and body leave together (see Cork) with no file read
+// in between; a larger one streams (see Body). It is ChunkSize, so a
+// buffered answer never holds more memory than a streamed one does.
+const InlineMax = ChunkSize
+
+// Fits reports whether a body of head, the byte range [start, end) and tail
+// can be buffered (Buffer): whether the range, read whole, fits InlineMax.
+func Fits(head []byte, start, end int64, tail []byte) bool {
+	return int64(len(head)+len(tail))+end-start <= InlineMax
+}
+
+// Buffered is a whole response body in a pooled buffer of InlineMax bytes.
+// It implements io.Reader, io.WriterTo (one Write of the whole body) and
+// io.Closer; Close returns the buffer to the pool, after which the body must
+// not be used. Hand it to the server as a body stream of Len bytes: the
+// server closes it once it has written it.
+type Buffered struct {
+	buf  *[]byte
+	b    []byte // the body: a prefix of *buf
+	off  int
+	done func(written int64, err error)
+	cork corked
+}
+
+var bufferedPool = sync.Pool{New: func() any { return new(Buffered) }}
+
+// Buffer produces the body NewBody(head, src, start, end, join, tail)
+// would, whole, in a pooled buffer: head, one read of the range (the JSON
+// join done in place) and tail. It must Fit. A short or failed read is a
+// *SourceError, and then nothing is held. head and tail are copied.
+func Buffer(head []byte, src io.ReaderAt, start, end int64, join bool, tail []byte) (*Buffered, error) {
+	if !Fits(head, start, end, tail) {
+		return nil, fmt.Errorf("respond: a body of %d bytes is over InlineMax", int64(len(head)+len(tail))+end-start)
+	}
+	bp := chunks.Get().(*[]byte)
+	dst := append((*bp)[:0], head...)
+	if end > start {
+		// A Body of the range alone (head and tail are copied here, so
+		// they do not escape through its reader).
+		b := Body{src: src, pos: start, end: end, join: join}
+		out, err := b.fill(dst[len(dst) : len(dst)+int(end-start)])
+		if err != nil {
+			chunks.Put(bp)
+			return nil, err
+		}
+		dst = dst[:len(dst)+len(out)]
+	}
+	out := append(dst, tail...)
+	r := bufferedPool.Get().(*Buffered)
+	r.buf, r.b, r.off, r.done = bp, out, 0, nil
+	return r, nil
+}
+
+// Bytes is the whole body. It is valid until Close.
+func (r *Buffered) Bytes() []byte { return r.b }
+
+// Len is the body's size in bytes.
+func (r *Buffered) Len() int { return len(r.b) }
+
+// OnClose sets a function Close calls once with the bytes handed over and
+// the error that stopped them (io.ErrUnexpectedEOF if the body was closed
+// before its end).
+func (r *Buffered) OnClose(done func(written int64, err error)) { r.done = done }
+
+// Cork holds back rc's partial TCP segments until the body's first write,
+// so that the server's headers and the body leave in one packet (see
+// corked). Call it just before handing the body to the server.
+func (r *Buffered) Cork(rc syscall.RawConn) { r.cork.hold(rc) }
+
+// Read implements io.Reader.
+func (r *Buffered) Read(p []byte) (int, error) {
+	defer r.cork.release()
+	if r.off >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// WriteTo implements io.WriterTo: the rest of the body in one Write.
+func (r *Buffered) WriteTo(w io.Writer) (int64, error) {
+	defer r.cork.release()
+	if r.off >= len(r.b) {
+		return 0, nil
+	}
+	n, err := w.Write(r.b[r.off:])
+	r.off += n
+	return int64(n), err
+}
+
+// Close calls the OnClose function, if any, and gives the buffer back. It
+// must be called exactly once.
+func (r *Buffered) Close() error {
+	r.cork.release()
+	if r.done != nil {
+		var err error
+		if r.off < len(r.b) {
+			err = io.ErrUnexpectedEOF
+		}
+		r.done(int64(r.off), err)
+	}
+	chunks.Put(r.buf)
+	*r = Buffered{}
+	bufferedPool.Put(r)
+	return nil
+}
