@@ -17,8 +17,17 @@
 //     CSV's row, in order.
 //   - TestIngesterKill9MidFileThenRerun: bin/ingester --wait is SIGKILLed
 //     twice while it publishes a 100K-row file, then run again: it resumes
-//     the interrupted sync (or restarts it under a new sync id, see Known
-//     bugs), and the result is one generation that is exactly the CSV.
+//     the interrupted sync (or restarts it under a new sync id, which the
+//     contract allows), and the result is one generation that is exactly
+//     the CSV.
+//   - TestResumedSyncStraddlingTheDuplicateWindow: bin/ingester is paused
+//     (SIGSTOP) past the broker's 2 s duplicate window mid-file, killed, and
+//     run again at once, so that the re-published rows are partly stored
+//     again (older than the window) and partly duplicates acked at their
+//     originals' lower sequences: the re-run resumes the sync in the
+//     generation it opened, prints one summary line, and the generation is
+//     exactly the CSV (the publisher checks such a lower sequence against
+//     the stream instead of taking it for a broken order).
 //   - TestIngesterKill9AfterEndBeforeCommit: bin/ingester --wait is killed
 //     after it has published the whole file but before a lagging writer
 //     committed it, and re-run past the 2 s duplicate window: it resumes
@@ -72,21 +81,11 @@
 //     FuzzRecordEncoding, FuzzDecodeHeader).
 //
 // Known bugs, each reproduced by a test that is skipped unless
-// ROWPIPE_KNOWN_BUGS=1 (remove the skip once fixed). Fixed since, and now
-// run always: TestStackNATSListenPortZeroPicksAFreePort (NATS_LISTEN port 0
-// used to mean nats-server's default 4222).
-//
-//   - TestResumedSyncStraddlingTheDuplicateWindow: a resumed sync whose
-//     re-published rows are partly older than the 2 s duplicate window
-//     (stored again, at new sequences) and partly younger (duplicates,
-//     acked with their originals' lower sequences) is taken by the
-//     ingester's publisher for a broken order (publish.ErrOrderBroken): it
-//     abandons the resumed sync and starts again under a new sync id. The
-//     data end up right (one exact generation, a new one), but the
-//     interrupted work is thrown away (the writer discards the generation
-//     the resumed sync was building), and stdout gets two summary lines
-//     (the abandoned attempt's outcome=failed, then outcome=committed)
-//     where the contract promises one.
-//     TestIngesterKill9MidFileThenRerun meets this at random, which is why
-//     it accepts a restart under a new sync id as the contract allows.
+// ROWPIPE_KNOWN_BUGS=1 (remove the skip once fixed): none open. Fixed
+// since, and now run always: TestStackNATSListenPortZeroPicksAFreePort
+// (NATS_LISTEN port 0 used to mean nats-server's default 4222) and
+// TestResumedSyncStraddlingTheDuplicateWindow (the ingester's publisher
+// took a duplicate ack's lower sequence for a broken order, abandoned the
+// resumed sync and started it again under a new sync id: two summary
+// lines and the interrupted work thrown away).
 package faults

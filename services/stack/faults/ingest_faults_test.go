@@ -2,7 +2,6 @@ package faults
 
 import (
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -133,8 +132,9 @@ func TestIngesterKill9MidFileThenRerun(t *testing.T) {
 	}
 	h := checkOneExactGeneration(t, dir, ing, srv, want)
 	// Resuming is what the ingester tries; restarting under a new sync id
-	// is allowed (see TestResumedSyncStraddlingTheDuplicateWindow for when
-	// it happens needlessly). Either way the checks above hold.
+	// is allowed (the publisher does so when it cannot show from the stream
+	// that a lower sequence it was acked is in order; see package publish).
+	// Either way the checks above hold.
 	_, _, _, line := lastSummary(t, ing)
 	resumed := strings.Contains(line, " resumed=true")
 	if resumed && h.Generation != firstGen {
@@ -241,12 +241,9 @@ func TestIngesterKill9AfterEndBeforeCommit(t *testing.T) {
 // are stored again at new sequences; the rows published after it are
 // duplicates whose acks carry their originals' lower sequences. Nothing is
 // out of order for the writer (it skips rows it has), so the resumed sync
-// should complete as resumed, in the generation it opened. It is skipped
-// unless ROWPIPE_KNOWN_BUGS=1: see doc.go, "Known bugs".
+// must complete as resumed, in the generation it opened, with one summary
+// line, not be taken for a broken order and started again under a new id.
 func TestResumedSyncStraddlingTheDuplicateWindow(t *testing.T) {
-	if os.Getenv("ROWPIPE_KNOWN_BUGS") != "1" {
-		t.Skip("known bug (doc.go): the ingester takes a duplicate ack's lower sequence for a broken order and restarts the resumed sync under a new id; ROWPIPE_KNOWN_BUGS=1 runs it")
-	}
 	needBinaries(t)
 	const rows = 100_000
 	srv := jstest.Start(t)
@@ -272,5 +269,8 @@ func TestResumedSyncStraddlingTheDuplicateWindow(t *testing.T) {
 	h := checkOneExactGeneration(t, dir, rerun, srv, want)
 	if strings.Contains(rerun.stderr.String(), "starting the sync again") || !strings.Contains(rerun.stdout.String(), "resumed=true") || h.Generation != 1 {
 		t.Fatalf("the resumed sync was restarted under a new sync id (generation %d); stdout %q; stderr %q", h.Generation, rerun.stdout.String(), tail(rerun.stderr.String(), 1500))
+	}
+	if n := len(summaryRE.FindAllString(rerun.stdout.String(), -1)); n != 1 {
+		t.Fatalf("%d summary lines on stdout, want 1: %q", n, rerun.stdout.String())
 	}
 }

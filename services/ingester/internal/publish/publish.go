@@ -14,16 +14,35 @@
 //
 // # Order
 //
-// The writer needs a sync's rows in the stream in row order: a row stored
-// after a missing one is a gap and fails the generation. Acks are retired in
-// publish order and each must carry a higher stream sequence than the one
-// before; a duplicate (a message JetStream already had, from an earlier run
-// of the same sync) carries the sequence of the original. When a publish
-// fails, every message after it is waited for, then all that failed are
-// published again, oldest first. If a later message was stored while an
-// earlier one was lost (possible when a connection breaks with messages in
-// flight), the sequences say so and Publish returns ErrOrderBroken: the
-// sync cannot be completed and must be started again under a new sync id.
+// The writer applies a dataset's messages in stream order: it skips copies
+// of rows it has (by row index) and fails a sync on a gap, a row stored
+// before the one that precedes it. So each message of a sync must be in
+// the stream after the message published before it. Acks are retired in
+// publish order and normally carry ever higher stream sequences; a
+// duplicate (a message JetStream already had, from an earlier run of the
+// same sync or from a retry) carries the sequence of the original. When a
+// publish fails, every message after it is waited for, then all that
+// failed are published again, oldest first.
+//
+// A lower sequence than the one before is not by itself a broken order. A
+// resumed sync re-publishes rows that may straddle the broker's duplicate
+// window: the older ones are stored again, at new sequences, while the
+// younger ones come back as duplicates at their originals' lower
+// sequences, and those originals follow the earlier run's copies of the
+// rows before them. So the publisher then reads the stream: if the message
+// on its subject right before the lower sequence is the one published
+// before it (passing over what the writer skips: other subjects, deleted
+// sequences, begins of the same sync, this publisher's own earlier
+// messages), the writer meets the two in order. If not, a later message
+// was stored while an earlier one was lost (when a connection breaks with
+// messages in flight, in this run or in an interrupted one), and Publish
+// returns ErrOrderBroken: the sync cannot be completed and must be started
+// again under a new sync id.
+//
+// The copies of an earlier run are trusted to be in order among themselves
+// where this run's acks do not show otherwise: acks see only the duplicate
+// window. A gap older than that is the writer's to find, and it fails the
+// sync loudly.
 package publish
 
 import (
@@ -96,6 +115,11 @@ func NewJetStream(nc *nats.Conn, window int, ackTimeout time.Duration) (jetstrea
 		jetstream.WithPublishAsyncTimeout(ackTimeout))
 }
 
+// seqSpan is a range of stream sequences, first to last, each acked to one
+// of a Publisher's messages, in publish order: what the stream holds there
+// is known without reading it.
+type seqSpan struct{ first, last uint64 }
+
 type slot struct {
 	msg   nats.Msg
 	event schema.Event // the event msg.Header was built for
@@ -120,7 +144,11 @@ type Publisher struct {
 	n       int
 	bytes   int
 	last    jetstream.PubAck
+	lastID  string // the Nats-Msg-Id of the message last retired
 	retired uint64
+	acked   [8]seqSpan       // the latest spans of sequences acked one after another, a ring
+	latest  int              // the index in acked of the span last extended
+	stream  jetstream.Stream // read by precededBy; nil until it first has to
 	retries int
 }
 
@@ -251,17 +279,26 @@ func (p *Publisher) retireOldest(ctx context.Context) error {
 	if s.err != nil {
 		return p.recover(ctx)
 	}
-	return p.pop()
+	return p.pop(ctx)
 }
 
 // pop retires the oldest message, which has its ack.
-func (p *Publisher) pop() error {
+func (p *Publisher) pop(ctx context.Context) error {
 	s := p.at(0)
+	id := s.msg.Header.Get(schema.HeaderMsgID)
 	if p.retired > 0 && s.ack.Sequence <= p.last.Sequence {
-		return fmt.Errorf("%w: message %s has stream sequence %d, after %d", ErrOrderBroken,
-			s.msg.Header.Get(schema.HeaderMsgID), s.ack.Sequence, p.last.Sequence)
+		if err := p.checkBehind(ctx, s, id); err != nil {
+			return err
+		}
+	}
+	if a := &p.acked[p.latest]; p.retired > 0 && s.ack.Sequence == a.last+1 {
+		a.last = s.ack.Sequence
+	} else {
+		p.latest = (p.latest + 1) % len(p.acked)
+		p.acked[p.latest] = seqSpan{s.ack.Sequence, s.ack.Sequence}
 	}
 	p.last = *s.ack
+	p.lastID = id
 	p.retired++
 	p.bytes -= len(s.msg.Data)
 	s.fut, s.ack = nil, nil
@@ -271,6 +308,88 @@ func (p *Publisher) pop() error {
 	p.head = (p.head + 1) % len(p.ring)
 	p.n--
 	return nil
+}
+
+// checkBehind runs when s, whose message id is id, was acked with a
+// stream sequence below that of the message published before it: it
+// returns nil if the stream holds that message right before s's sequence
+// too (see Order in the package documentation), else ErrOrderBroken.
+func (p *Publisher) checkBehind(ctx context.Context, s *slot, id string) error {
+	seq := s.ack.Sequence
+	ok, err := p.precededBy(ctx, s.ack.Stream, seq, p.lastID, s.msg.Header.Get(schema.HeaderSync))
+	if ok {
+		p.log.Debug("acked below the message published before it, which the stream holds right before it: in order",
+			"subject", p.subject, "msg_id", id, "seq", seq, "previous", p.lastID, "previous_seq", p.last.Sequence)
+		return nil
+	}
+	broken := fmt.Errorf("%w: message %s has stream sequence %d, below %d of %s published before it, and the stream does not hold %[5]s right before it",
+		ErrOrderBroken, id, seq, p.last.Sequence, p.lastID)
+	if err != nil {
+		return fmt.Errorf("%w (reading the stream to check: %w)", broken, err)
+	}
+	return broken
+}
+
+// ackedSpan returns the first sequence of the span of p.acked that holds
+// seq, if one does.
+func (p *Publisher) ackedSpan(seq uint64) (first uint64, ok bool) {
+	for _, a := range p.acked {
+		if a.first != 0 && a.first <= seq && seq <= a.last {
+			return a.first, true
+		}
+	}
+	return 0, false
+}
+
+// maxLookBack bounds the stream reads of one precededBy.
+const maxLookBack = 64
+
+// precededBy reports whether the last message on the publisher's subject
+// before seq in stream is the one with id prev, passing over what changes
+// nothing for the writer once it has prev: messages of other subjects,
+// deleted sequences, begins of sync (a resume, to the writer), and copies
+// of messages this Publisher published before prev (in a span of p.acked:
+// a resumed sync re-publishing an earlier resume's copies). It gives up
+// (false) after maxLookBack reads.
+func (p *Publisher) precededBy(ctx context.Context, stream string, seq uint64, prev, sync string) (bool, error) {
+	if p.stream == nil || p.stream.CachedInfo().Config.Name != stream {
+		st, err := p.js.Stream(ctx, stream)
+		if err != nil {
+			return false, fmt.Errorf("look up stream %s: %w", stream, err)
+		}
+		p.stream = st
+	}
+	begin := schema.Envelope{Event: schema.EventBegin, Sync: sync}.MsgID(p.dataset)
+	reads := 0
+	for q := seq - 1; q > 0; q-- {
+		if first, ok := p.ackedSpan(q); ok {
+			q = first // and on to first-1
+			continue
+		}
+		if reads == maxLookBack {
+			return false, nil
+		}
+		reads++
+		m, err := p.stream.GetMsg(ctx, q)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("get message %d of stream %s: %w", q, stream, err)
+		}
+		if m.Subject != p.subject {
+			continue
+		}
+		switch m.Header.Get(schema.HeaderMsgID) {
+		case prev:
+			return true, nil
+		case begin:
+			continue
+		default:
+			return false, nil
+		}
+	}
+	return false, nil
 }
 
 // recover runs when the oldest unretired message failed: it waits for all
@@ -288,7 +407,7 @@ func (p *Publisher) recover(ctx context.Context) error {
 			}
 		}
 		for p.n > 0 && p.at(0).ack != nil {
-			if err := p.pop(); err != nil {
+			if err := p.pop(ctx); err != nil {
 				return err
 			}
 		}

@@ -196,3 +196,118 @@ func TestRetriesAcrossARestart(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeStraddlingTheDuplicateWindow re-publishes two interrupted syncs
+// whose first rows are older than the broker's duplicate window (stored
+// again, at new sequences) and whose last rows are not (duplicates, acked at
+// their originals' lower sequences). For "ok" the earlier run stored every
+// row in order, so the resumed sync goes through; for "gap" it lost row 6
+// and stored row 7, which must still be reported. Another dataset's
+// messages are interleaved in the stream, as with concurrent ingests.
+func TestResumeStraddlingTheDuplicateWindow(t *testing.T) {
+	t.Parallel() // it waits out the duplicate window
+	_, js, s := setup(t, 8)
+	ctx := context.Background()
+	const sync = "00000000000000ee"
+	row := func(r uint64) schema.Envelope { return schema.Envelope{Event: schema.EventRow, Sync: sync, Row: r} }
+	earlier := map[string]*Publisher{"ok": New(js, "ok", Options{Window: 8}), "gap": New(js, "gap", Options{Window: 8})}
+	other := New(js, "other", Options{Window: 8})
+	publishRows := func(from, to uint64) {
+		t.Helper()
+		for r := from; r <= to; r++ {
+			for ds, p := range earlier {
+				if ds == "gap" && r == 6 {
+					continue // lost by the interrupted run
+				}
+				if err := p.Publish(ctx, row(r), []byte(`{}`)); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := other.Publish(ctx, schema.Envelope{Event: schema.EventRow, Sync: "00000000000000ff", Row: 100 + r}, []byte(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, p := range earlier {
+		if err := p.Publish(ctx, schema.Envelope{Event: schema.EventBegin, Sync: sync}, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishRows(1, 5)
+	time.Sleep(schema.DuplicateWindow + 200*time.Millisecond)
+	publishRows(6, 10)
+	if err := other.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := len(stored(t, s))
+
+	resume := func(ds string) error {
+		p := New(js, ds, Options{Window: 8})
+		if err := p.Publish(ctx, schema.Envelope{Event: schema.EventBegin, Sync: sync}, []byte(`{}`)); err != nil {
+			return err
+		}
+		for r := uint64(1); r <= 12; r++ {
+			if err := p.Publish(ctx, row(r), []byte(`{}`)); err != nil {
+				return err
+			}
+		}
+		return p.Flush(ctx)
+	}
+	if err := resume("ok"); err != nil {
+		t.Fatalf("resumed sync of ok: %v", err)
+	}
+	// The begin and rows 1 to 5 again, 6 to 10 deduplicated, 11 and 12.
+	if n := len(stored(t, s)) - before; n != 8 {
+		t.Errorf("resuming ok stored %d messages, want 8", n)
+	}
+	if err := resume("gap"); !errors.Is(err, ErrOrderBroken) {
+		t.Fatalf("resumed sync of gap: %v, want ErrOrderBroken", err)
+	}
+}
+
+// TestSecondResumeAfterAStraddlingOne: run 1 of a sync stores rows 1 to 6,
+// 4 to 6 after a pause; run 2, soon after, stores the begin and rows 1 to 3
+// again (older than the duplicate window), gets duplicates for 4 to 6 and
+// stores 7 and 8; run 3, once run 1's rows have left the window but not
+// run 2's, gets duplicates for the begin and rows 1 to 3 (run 2's copies),
+// stores 4 to 6 again, and gets a duplicate for row 7 right after run 2's
+// row 3: the stream holds run 1's row 6 just before what run 3 has seen
+// acked, so the sync is in order.
+func TestSecondResumeAfterAStraddlingOne(t *testing.T) {
+	t.Parallel() // it waits out the duplicate window
+	_, js, _ := setup(t, 8)
+	ctx := context.Background()
+	const sync = "00000000000000ab"
+	run := func(rows ...uint64) error {
+		p := New(js, "again", Options{Window: 8})
+		if rows[0] == 1 {
+			if err := p.Publish(ctx, schema.Envelope{Event: schema.EventBegin, Sync: sync}, []byte(`{}`)); err != nil {
+				return err
+			}
+		}
+		for _, r := range rows {
+			if err := p.Publish(ctx, schema.Envelope{Event: schema.EventRow, Sync: sync, Row: r}, []byte(`{}`)); err != nil {
+				return err
+			}
+		}
+		return p.Flush(ctx)
+	}
+	if err := run(1, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(schema.DuplicateWindow + 300*time.Millisecond)
+	if err := run(4, 5, 6); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(schema.DuplicateWindow / 2)
+	if err := run(1, 2, 3, 4, 5, 6, 7, 8); err != nil {
+		t.Fatalf("run 2: %v", err)
+	}
+	time.Sleep(schema.DuplicateWindow * 3 / 4)
+	if err := run(1, 2, 3, 4, 5, 6, 7, 8, 9, 10); err != nil {
+		t.Fatalf("run 3: %v", err)
+	}
+}
