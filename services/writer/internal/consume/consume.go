@@ -3,20 +3,19 @@
 // first message, then takes whatever else is already there, up to a
 // batch's worth.
 //
-// The ordered consumer's Consume delivers each message to a callback that
-// passes it on through a channel; while the writer applies a batch (and
-// waits for fsync), the next pull requests are already answered. The
-// callback may block: the client only buffers what its pull requests asked
-// for (at most BatchMax messages, each request at most PullMaxBytes), in a
-// subscription queue far larger than that, so nothing is dropped as a slow
-// consumer. (The Messages iterator, whose buffer is exactly BatchMax, was
-// seen dropping messages that way; Fetch recreates an ordered consumer on
-// every call.)
+// One goroutine fetches (each request at most BatchMax messages and
+// PullMaxBytes) and passes the messages on through a channel; while the
+// writer applies a batch (and waits for fsync), the fetch goes on. Fetch
+// rather than Consume, because the consumer decides when to ask: while the
+// stream grows fast it trails the head so the broker does not keep the
+// blocks it writes in memory (see trail.go). Each Fetch of an ordered
+// consumer recreates its server-side consumer at the next sequence: one
+// small request per PullMaxBytes read.
 //
-// Memory is bounded whatever the stream holds: the client's buffer (at
-// most BatchMax messages), plus the messages handed over and not yet
-// released (the channel and the batch being applied), at most BudgetBytes
-// (one larger message still passes, alone).
+// Memory is bounded whatever the stream holds: the fetch's buffer (at
+// most BatchMax messages and PullMaxBytes), plus the messages handed over
+// and not yet released (the channel and the batch being applied), at most
+// BudgetBytes (one larger message still passes, alone).
 package consume
 
 import (
@@ -24,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,22 +60,40 @@ type Config struct {
 type Consumer struct {
 	cfg    Config
 	cons   jetstream.Consumer
+	stream jetstream.Stream
+	trail  *trail
 	ch     chan Msg
 	budget *budget
-	cc     jetstream.ConsumeContext
 	errLog every
 	stop   context.CancelFunc
 	ctx    context.Context
+	done   chan struct{}
 	log    *slog.Logger
 }
+
+const (
+	// idleFetch is how long a fetch waits at the head for new messages,
+	// and so how long a broker gone away may go unnoticed. A fetch has no
+	// heartbeat: the client's heartbeat timer keeps each fetch's buffers
+	// alive for twice its period, which at a few hundred fetches a second
+	// is megabytes.
+	idleFetch = 5 * time.Second
+	// fetchRetry is the pause after a failed fetch before the next.
+	fetchRetry = 250 * time.Millisecond
+)
 
 // Start creates the ordered consumer and starts reading.
 func Start(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Consumer, error) {
 	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{schema.AllSubjects}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if cfg.StartSeq > 1 {
-		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cfg.StartSeq
+	start := max(cfg.StartSeq, 1)
+	if start > 1 {
+		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
 	}
-	cons, err := js.OrderedConsumer(ctx, cfg.Stream, occ)
+	stream, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", cfg.Stream, err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, occ)
 	if err != nil {
 		return nil, fmt.Errorf("ordered consumer on %s: %w", cfg.Stream, err)
 	}
@@ -85,34 +101,73 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Lo
 	c := &Consumer{
 		cfg:    cfg,
 		cons:   cons,
+		stream: stream,
+		trail:  newTrail(cfg.PullMaxBytes, start, stream.CachedInfo().State.LastSeq),
 		ch:     make(chan Msg, max(cfg.BatchMax/2, 1)),
 		budget: newBudget(cfg.BudgetBytes),
 		stop:   stop,
 		ctx:    rctx,
+		done:   make(chan struct{}),
 		log:    log,
 	}
-	cc, err := cons.Consume(c.read,
-		jetstream.PullMaxMessagesWithBytesLimit(cfg.BatchMax, cfg.PullMaxBytes),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			// The ordered consumer recovers by itself (it recreates its
-			// consumer after the missing heartbeats of a long stall, a
-			// broker restart...); say so, at most every 10 seconds.
-			if c.ctx.Err() == nil && c.errLog.allow() {
-				log.Warn("reading the stream; the consumer recovers by itself", "err", err)
-			}
-		}))
-	if err != nil {
-		stop()
-		return nil, fmt.Errorf("consume %s: %w", cfg.Stream, err)
-	}
-	c.cc = cc
+	go c.run()
 	return c, nil
 }
 
-// read hands each message to the writer's side through the channel, in
-// order; it runs on the consumer's delivery goroutine and blocks there
-// while the channel or the byte budget is full. Blocking is safe: the
-// client buffers at most what its pull requests asked for.
+// run fetches until Stop.
+func (c *Consumer) run() {
+	defer close(c.done)
+	for c.ctx.Err() == nil {
+		if c.trail.mustWait(time.Now()) && c.waitForGrowth() {
+			continue
+		}
+		if err := c.fetch(); err != nil && c.ctx.Err() == nil {
+			// The ordered consumer recovers by itself (the next fetch
+			// recreates its consumer where the last one stopped, after a
+			// broker restart...); say so, at most every 10 seconds.
+			if c.errLog.allow() {
+				c.log.Warn("reading the stream; the consumer recovers by itself", "err", err)
+			}
+			sleep(c.ctx, fetchRetry)
+		}
+	}
+}
+
+// waitForGrowth waits one poll and reports whether the stream grew
+// meanwhile; false (quiet, or unknown) lets the consumer read to the head.
+func (c *Consumer) waitForGrowth() bool {
+	if !sleep(c.ctx, growthPoll) {
+		return false
+	}
+	info, err := c.stream.Info(c.ctx)
+	if err != nil {
+		return false
+	}
+	return c.trail.grewTo(info.State.LastSeq)
+}
+
+// fetch asks for one batch and hands its messages on as they arrive.
+func (c *Consumer) fetch() error {
+	fctx, cancel := context.WithTimeout(c.ctx, idleFetch)
+	defer cancel()
+	batch, err := c.cons.Fetch(c.cfg.BatchMax,
+		jetstream.FetchMaxBytes(c.cfg.PullMaxBytes),
+		jetstream.FetchContext(fctx))
+	if err != nil {
+		return fmt.Errorf("fetch from %s: %w", c.cfg.Stream, err)
+	}
+	for m := range batch.Messages() {
+		c.read(m)
+	}
+	err = batch.Error()
+	if err == nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return nil // an idle fetch expired
+	}
+	return fmt.Errorf("fetch from %s: %w", c.cfg.Stream, err)
+}
+
+// read hands one message to the writer's side through the channel, in
+// order, blocking while the channel or the byte budget is full.
 func (c *Consumer) read(m jetstream.Msg) {
 	meta, err := m.Metadata()
 	if err != nil {
@@ -123,6 +178,7 @@ func (c *Consumer) read(m jetstream.Msg) {
 		Seq: meta.Sequence.Stream, Time: meta.Timestamp, Subject: m.Subject(),
 		Header: m.Headers(), Data: m.Data(), Pending: meta.NumPending,
 	}
+	c.trail.read(msg.Seq, len(msg.Data), msg.Pending, time.Now())
 	if !c.budget.acquire(len(msg.Data)) {
 		return
 	}
@@ -137,20 +193,16 @@ func (c *Consumer) read(m jetstream.Msg) {
 // budget. Give the batch back with Release once it is applied.
 func (c *Consumer) Next(ctx context.Context, dst []Msg) ([]Msg, error) {
 	select {
-	case m, ok := <-c.ch:
-		if !ok {
-			return dst, errors.New("the stream consumer stopped")
-		}
+	case m := <-c.ch:
 		dst = append(dst, m)
+	case <-c.done:
+		return dst, errors.New("the stream consumer stopped")
 	case <-ctx.Done():
 		return dst, ctx.Err()
 	}
 	for len(dst) < c.cfg.BatchMax {
 		select {
-		case m, ok := <-c.ch:
-			if !ok {
-				return dst, nil
-			}
+		case m := <-c.ch:
 			dst = append(dst, m)
 		default:
 			return dst, nil
@@ -172,62 +224,17 @@ func (c *Consumer) Release(batch []Msg) {
 func (c *Consumer) Stop() {
 	c.stop()
 	c.budget.close()
-	c.cc.Stop()
-	<-c.cc.Closed()
+	<-c.done
 }
 
-// budget is a byte semaphore: acquire waits while the bytes out would
-// exceed the limit (unless nothing is out, so a large message passes).
-type budget struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	used   int
-	limit  int
-	closed bool
-}
-
-func newBudget(limit int) *budget {
-	b := &budget{limit: limit}
-	b.cond = sync.NewCond(&b.mu)
-	return b
-}
-
-func (b *budget) acquire(n int) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for !b.closed && b.used > 0 && b.used+n > b.limit {
-		b.cond.Wait()
-	}
-	b.used += n
-	return !b.closed
-}
-
-func (b *budget) release(n int) {
-	b.mu.Lock()
-	b.used -= n
-	b.mu.Unlock()
-	b.cond.Broadcast()
-}
-
-func (b *budget) close() {
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	b.cond.Broadcast()
-}
-
-// every lets an event through at most once per 10 seconds.
-type every struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (e *every) allow() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if now := time.Now(); now.Sub(e.last) >= 10*time.Second {
-		e.last = now
+// sleep waits d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
 		return true
+	case <-ctx.Done():
+		return false
 	}
-	return false
 }

@@ -1,0 +1,140 @@
+package consume
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/pkg/schema/jstest"
+)
+
+// TestEveryMessageInOrderWhileTheStreamGrows publishes more than the head
+// allowance and a block while the consumer reads, so it follows the head,
+// trails it, then catches up once the publisher stops.
+func TestEveryMessageInOrderWhileTheStreamGrows(t *testing.T) {
+	srv := jstest.Start(t)
+	js, err := jetstream.New(srv.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := schema.EnsureStream(ctx, js, schema.StreamOptions{Name: schema.DefaultStream, Replicas: 1, MaxBytes: schema.DefaultStreamMaxBytes}); err != nil {
+		t.Fatal(err)
+	}
+	const total = 40_000 // 40 MiB: past the allowance and a block behind
+	body := make([]byte, 1024)
+	published := make(chan error, 1)
+	go func() {
+		for i := 1; i <= total; i++ {
+			if _, err := js.PublishAsync(schema.Subject("products"), body); err != nil {
+				published <- err
+				return
+			}
+			if i%256 == 0 || i == total {
+				select {
+				case <-js.PublishAsyncComplete():
+				case <-ctx.Done():
+					published <- ctx.Err()
+					return
+				}
+			}
+		}
+		published <- nil
+	}()
+
+	c, err := Start(ctx, js, Config{Stream: schema.DefaultStream, BatchMax: 500, PullMaxBytes: 2 << 20, BudgetBytes: 2 << 20},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []Msg
+	next := uint64(1)
+	for next <= total {
+		select {
+		case err := <-published:
+			if err != nil {
+				c.Stop()
+				t.Fatalf("publishing: %v", err)
+			}
+			published <- nil
+		default:
+		}
+		batch, err = c.Next(ctx, batch[:0])
+		if err != nil {
+			c.Stop()
+			t.Fatalf("after sequence %d: %v", next-1, err)
+		}
+		for _, m := range batch {
+			if m.Seq != next {
+				t.Fatalf("got sequence %d, want %d", m.Seq, next)
+			}
+			if len(m.Data) != len(body) {
+				t.Fatalf("sequence %d: %d bytes, want %d", m.Seq, len(m.Data), len(body))
+			}
+			next++
+		}
+		c.Release(batch)
+	}
+	c.Stop()
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	if c.trail.behind != 0 {
+		t.Errorf("caught up, yet %d messages behind", c.trail.behind)
+	}
+}
+
+// TestStartFromASequenceAndStop starts past the first messages and stops
+// while a fetch waits at the head.
+func TestStartFromASequenceAndStop(t *testing.T) {
+	srv := jstest.Start(t)
+	js, err := jetstream.New(srv.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := schema.EnsureStream(ctx, js, schema.StreamOptions{Name: schema.DefaultStream, Replicas: 1, MaxBytes: schema.DefaultStreamMaxBytes}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := js.Publish(ctx, schema.Subject("orders"), []byte{byte('0' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Start(ctx, js, Config{Stream: schema.DefaultStream, StartSeq: 8, BatchMax: 500, PullMaxBytes: 2 << 20, BudgetBytes: 2 << 20},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for len(got) < 3 {
+		batch, err := c.Next(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range batch {
+			got = append(got, m.Seq)
+		}
+		c.Release(batch)
+	}
+	if got[0] != 8 || got[1] != 9 || got[2] != 10 || len(got) != 3 {
+		t.Fatalf("got sequences %v, want [8 9 10]", got)
+	}
+	stopped := make(chan struct{})
+	go func() { c.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(idleFetch):
+		t.Fatal("Stop did not return while a fetch waited at the head")
+	}
+	if _, err := c.Next(ctx, nil); err == nil {
+		t.Error("Next after Stop returned no error")
+	}
+}
