@@ -171,7 +171,15 @@ func TestStackIngestsAndServesTheSampleInOneProcess(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(out.String(), "dataset=products") || !strings.Contains(out.String(), "rejected=0") {
+	// The ingester prints its summary once the writer's state says
+	// committed, which may come a moment after the api serves the rows.
+	summary := func() bool {
+		return strings.Contains(out.String(), "dataset=products") && strings.Contains(out.String(), "rejected=0")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !summary() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !summary() {
 		t.Errorf("no ingest summary line on stdout: %q", out.String())
 	}
 	if strings.Contains(out.String(), "test-key-0123456789abcdef") {

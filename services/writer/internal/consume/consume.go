@@ -1,16 +1,14 @@
-// Package consume reads the rows stream in order with an ordered consumer
-// and hands it to the writer in group-commit batches: Next blocks for the
-// first message, then takes whatever else is already there, up to a
-// batch's worth.
+// Package consume reads the rows stream in order and hands it to the
+// writer in group-commit batches: Next blocks for the first message, then
+// takes whatever else is already there, up to a batch's worth.
 //
-// One goroutine fetches (each request at most BatchMax messages and
-// PullMaxBytes) and passes the messages on through a channel; while the
-// writer applies a batch (and waits for fsync), the fetch goes on. Fetch
-// rather than Consume, because the consumer decides when to ask: while the
-// stream grows fast it trails the head so the broker does not keep the
-// blocks it writes in memory (see trail.go). Each Fetch of an ordered
-// consumer recreates its server-side consumer at the next sequence: one
-// small request per PullMaxBytes read.
+// One goroutine fetches through an ephemeral pull consumer (each request
+// at most BatchMax messages and PullMaxBytes; see cursor.go) and passes the
+// messages on through a channel; while the writer applies a batch (and
+// waits for fsync), the fetch goes on. Fetch rather than Consume, because
+// the consumer decides when to ask: while the stream grows fast it trails
+// the head, so the broker does not keep the blocks it writes in memory
+// (see trail.go).
 //
 // Memory is bounded whatever the stream holds: the fetch's buffer (at
 // most BatchMax messages and PullMaxBytes), plus the messages handed over
@@ -56,10 +54,10 @@ type Config struct {
 	BudgetBytes int
 }
 
-// Consumer is a running ordered consumer on every dataset's subject.
+// Consumer reads every dataset's subject in stream order.
 type Consumer struct {
 	cfg    Config
-	cons   jetstream.Consumer
+	cursor *cursor
 	stream jetstream.Stream
 	trail  *trail
 	ch     chan Msg
@@ -82,25 +80,17 @@ const (
 	fetchRetry = 250 * time.Millisecond
 )
 
-// Start creates the ordered consumer and starts reading.
+// Start starts reading from cfg.StartSeq.
 func Start(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Consumer, error) {
-	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{schema.AllSubjects}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	start := max(cfg.StartSeq, 1)
-	if start > 1 {
-		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
-	}
 	stream, err := js.Stream(ctx, cfg.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("look up stream %s: %w", cfg.Stream, err)
 	}
-	cons, err := stream.OrderedConsumer(ctx, occ)
-	if err != nil {
-		return nil, fmt.Errorf("ordered consumer on %s: %w", cfg.Stream, err)
-	}
 	rctx, stop := context.WithCancel(context.Background())
 	c := &Consumer{
 		cfg:    cfg,
-		cons:   cons,
+		cursor: &cursor{stream: stream, filter: schema.AllSubjects, next: start},
 		stream: stream,
 		trail:  newTrail(cfg.PullMaxBytes, start, stream.CachedInfo().State.LastSeq),
 		ch:     make(chan Msg, max(cfg.BatchMax/2, 1)),
@@ -122,9 +112,9 @@ func (c *Consumer) run() {
 			continue
 		}
 		if err := c.fetch(); err != nil && c.ctx.Err() == nil {
-			// The ordered consumer recovers by itself (the next fetch
-			// recreates its consumer where the last one stopped, after a
-			// broker restart...); say so, at most every 10 seconds.
+			// The next fetch creates a consumer again where the last one
+			// stopped (after a broker restart...); say so, at most every
+			// 10 seconds.
 			if c.errLog.allow() {
 				c.log.Warn("reading the stream; the consumer recovers by itself", "err", err)
 			}
@@ -150,30 +140,15 @@ func (c *Consumer) waitForGrowth() bool {
 func (c *Consumer) fetch() error {
 	fctx, cancel := context.WithTimeout(c.ctx, idleFetch)
 	defer cancel()
-	batch, err := c.cons.Fetch(c.cfg.BatchMax,
-		jetstream.FetchMaxBytes(c.cfg.PullMaxBytes),
-		jetstream.FetchContext(fctx))
-	if err != nil {
-		return fmt.Errorf("fetch from %s: %w", c.cfg.Stream, err)
+	if err := c.cursor.fetch(fctx, c.cfg.BatchMax, c.cfg.PullMaxBytes, c.read); err != nil {
+		return fmt.Errorf("reading %s: %w", c.cfg.Stream, err)
 	}
-	for m := range batch.Messages() {
-		c.read(m)
-	}
-	err = batch.Error()
-	if err == nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-		return nil // an idle fetch expired
-	}
-	return fmt.Errorf("fetch from %s: %w", c.cfg.Stream, err)
+	return nil
 }
 
 // read hands one message to the writer's side through the channel, in
 // order, blocking while the channel or the byte budget is full.
-func (c *Consumer) read(m jetstream.Msg) {
-	meta, err := m.Metadata()
-	if err != nil {
-		c.log.Warn("a message without JetStream metadata", "subject", m.Subject(), "err", err)
-		return
-	}
+func (c *Consumer) read(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 	msg := Msg{
 		Seq: meta.Sequence.Stream, Time: meta.Timestamp, Subject: m.Subject(),
 		Header: m.Headers(), Data: m.Data(), Pending: meta.NumPending,
@@ -220,11 +195,13 @@ func (c *Consumer) Release(batch []Msg) {
 	c.budget.release(n)
 }
 
-// Stop stops reading and waits for the reader to finish.
+// Stop stops reading, waits for the reader to finish and deletes its
+// consumer on the broker.
 func (c *Consumer) Stop() {
 	c.stop()
 	c.budget.close()
 	<-c.done
+	c.cursor.drop()
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.

@@ -34,10 +34,10 @@ const (
 	// headAllowance is how many bytes may be read near the head of a
 	// growing stream before the consumer trails it: the broker memory a
 	// burst may pin for serverCacheExpiry.
-	headAllowance = 16 << 20
+	headAllowance = 8 << 20
 	// growthPoll is how long the consumer waits before asking the stream
 	// again whether it still grows.
-	growthPoll = 20 * time.Millisecond
+	growthPoll = 10 * time.Millisecond
 	// headerBytes estimates what a message stores besides its data
 	// (subject, headers, the store's own framing).
 	headerBytes = 160
@@ -52,6 +52,7 @@ type trail struct {
 	head       uint64  // the stream's last sequence, as last known
 	headBytes  int     // read near the head since the last 10 s without
 	lastHead   time.Time
+	quiet      bool // the stream did not grow while the consumer waited
 }
 
 func newTrail(fetchBytes int, startSeq, lastSeq uint64) *trail {
@@ -68,7 +69,10 @@ func (t *trail) read(seq uint64, size int, pending uint64, now time.Time) {
 	size += headerBytes
 	t.avgBytes += (float64(size) - t.avgBytes) / 64
 	t.behind = pending
-	t.head = max(t.head, seq+pending)
+	if seq+pending > t.head {
+		t.head = seq + pending
+		t.quiet = false
+	}
 	if t.behindBytes() < serverBlockBytes {
 		if now.Sub(t.lastHead) >= serverCacheExpiry {
 			t.headBytes = 0
@@ -87,16 +91,19 @@ func (t *trail) behindBytes() int {
 // server is writing after the allowance is spent: then the consumer waits
 // for the stream to grow or to go quiet.
 func (t *trail) mustWait(now time.Time) bool {
-	if t.behindBytes() >= serverBlockBytes+t.fetchBytes {
+	if t.quiet || t.behindBytes() >= serverBlockBytes+t.fetchBytes {
 		return false
 	}
 	return t.headBytes >= headAllowance && now.Sub(t.lastHead) < serverCacheExpiry
 }
 
 // grewTo records the stream's last sequence seen while waiting and reports
-// whether the stream grew since it was last known.
+// whether the stream grew since it was last known. A stream that did not
+// grow is read up to its head without waiting again, until a message read
+// shows it growing.
 func (t *trail) grewTo(lastSeq uint64) bool {
 	if lastSeq <= t.head {
+		t.quiet = true
 		return false
 	}
 	t.behind += lastSeq - t.head

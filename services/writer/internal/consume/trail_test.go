@@ -62,3 +62,26 @@ func TestTrailStartsAsFarBehindAsTheBacklog(t *testing.T) {
 		t.Errorf("an empty backlog: behind = %d, want 0", tr.behind)
 	}
 }
+
+func TestTrailReadsAQuietStreamToItsHeadWithoutWaitingAgain(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	tr := newTrail(2<<20, 1, 0)
+	tr.headBytes, tr.lastHead = headAllowance, now // allowance spent
+	tr.read(100, msgBytes, 50, now)
+	if !tr.mustWait(now) {
+		t.Fatal("50 messages behind a growing head with the allowance spent, it does not wait")
+	}
+	if tr.grewTo(150) {
+		t.Fatal("a stream that stayed at 150 is reported as grown")
+	}
+	for seq := uint64(101); seq <= 150; seq++ {
+		if tr.mustWait(now) {
+			t.Fatalf("waits again at %d while catching up with a quiet stream", seq)
+		}
+		tr.read(seq, msgBytes, 150-seq, now)
+	}
+	tr.read(151, msgBytes, 20, now) // the stream grows again
+	if !tr.mustWait(now) {
+		t.Error("does not wait once a message shows the stream growing again")
+	}
+}
