@@ -2,7 +2,8 @@
 //
 // Configuration comes from the environment (see api.Config; the contract's
 // names: DATA_DIR, DATASET, API_ADDR, API_KEYS, API_KEYS_FILE, MAX_LIMIT),
-// and the flags below override it. SIGINT or SIGTERM starts a graceful
+// and the flags below override it. PPROF_ADDR (unset by default) serves
+// net/http/pprof on that address, for profiling under load. SIGINT or SIGTERM starts a graceful
 // shutdown: running answers get API_SHUTDOWN_TIMEOUT to finish.
 package main
 
@@ -13,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when PPROF_ADDR is set
 	"os"
 	"os/signal"
 	"strings"
@@ -55,6 +58,12 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "api:", err)
 		return 2
+	}
+	if addr := os.Getenv("PPROF_ADDR"); addr != "" {
+		// Profiling is opt-in and meant for loopback: it exposes internals.
+		// It listens on its own address, never on API_ADDR.
+		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(addr, nil)) }()
+		log.Info("pprof enabled", "addr", addr)
 	}
 	srv, err := api.New(cfg, api.WithLogger(log))
 	if err != nil {

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +10,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -53,16 +50,19 @@ func (s *Server) observe(c *fiber.Ctx) error {
 		} else {
 			n = len(resp.Body())
 		}
-		s.metrics.Observe(routeLabel(c), resp.StatusCode(), int64(n), time.Since(c.Context().Time()))
+		s.routeMetrics(c.Route().Path).Observe(resp.StatusCode(), int64(n), time.Since(c.Context().Time()))
 	}
 	return nil
 }
 
-func routeLabel(c *fiber.Ctx) string {
-	if p := c.Route().Path; knownRoutes[p] {
-		return p
+// routeMetrics is the metrics of a route pattern; a path no route matched
+// (fiber then reports the path itself) counts as metrics.Unmatched, so the
+// number of label values stays fixed.
+func (s *Server) routeMetrics(pattern string) *metrics.Route {
+	if r := s.routes[pattern]; r != nil {
+		return r
 	}
-	return metrics.Unmatched
+	return s.routes[metrics.Unmatched]
 }
 
 // writeError answers err as {"error":{"code","message"}}: an *respond.Error
@@ -162,7 +162,8 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		return &respond.Error{Status: http.StatusUnauthorized, Code: "unauthorized",
 			Message: "the API key is not valid; check the key sent in X-API-Key or Authorization: Bearer"}
 	}
-	if ok, wait := s.limiter.Allow(id, time.Now()); !ok {
+	// The request's arrival time (fasthttp read the clock for it already).
+	if ok, wait := s.limiter.Allow(id, c.Context().Time()); !ok {
 		s.metrics.RateLimited.Inc()
 		return &respond.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: wait,
 			Message: fmt.Sprintf("this key's rate limit (%g requests per second, bursts of %d) is reached; retry after the Retry-After seconds", s.cfg.RateLimit, s.cfg.RateBurst)}
@@ -371,332 +372,6 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	c.Set(fiber.HeaderCacheControl, "private, no-cache")
 	return c.Send(body)
-}
-
-// page answers one page of records from one generation, from the bytes of
-// the file: no record is decoded for JSON or NDJSON.
-//
-// A JSON or NDJSON page of up to respond.InlineMax bytes is read with one
-// read into a pooled buffer before the handler returns (the generation is
-// released at once) and leaves with its headers in one TCP segment. A
-// larger one streams: an NDJSON page by sendfile, a JSON page of up to
-// respond.BigMax produced whole and offered to the socket in one write, the
-// rest (and CSV, and gzip) through one ChunkSize buffer.
-func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) error {
-	lease, err := s.store.Acquire(name, p.Generation)
-	if err != nil {
-		return s.storeError(err, name, p.Generation)
-	}
-	h := &lease.Header
-	var returned uint64
-	if p.Offset < h.Count {
-		returned = min(uint64(p.Limit), h.Count-p.Offset)
-	}
-	next := p.Offset + returned
-	hasNext := next < h.Count
-	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding))
-
-	var tagBuf [etagLen]byte
-	tag := appendETag(tagBuf[:0], name, h, p.Offset, p.Limit, string(p.Format))
-	hdr := &c.Response().Header
-	hdr.SetCanonical(headerVary, varyValue)
-	hdr.SetCanonical(headerCacheControl, noCacheValue)
-	var num [20]byte
-	hdr.SetCanonical(headerTotalCount, strconv.AppendUint(num[:0], h.Count, 10))
-	if gz {
-		var gzBuf [etagLen + 3]byte
-		hdr.SetCanonical(headerETag, appendGzipTag(gzBuf[:0], tag))
-	} else {
-		hdr.SetCanonical(headerETag, tag)
-	}
-	if hasNext {
-		var link [linkMax]byte
-		hdr.SetCanonical(headerLink, appendNextLink(link[:0], route, name, p, h.Generation, next))
-	}
-	if etagMatch(c.Get(fiber.HeaderIfNoneMatch), tag) {
-		lease.Release()
-		c.Status(http.StatusNotModified)
-		return nil
-	}
-	var start, end int64
-	if returned > 0 {
-		if start, end, err = lease.Range(p.Offset, returned); err != nil {
-			lease.Release()
-			return s.storeError(fmt.Errorf("%w: %s: %v", pagereader.ErrUnavailable, name, err), name, p.Generation)
-		}
-	}
-	hdr.SetContentType(p.Format.ContentType())
-	if p.Format == params.CSV {
-		hdr.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="%s-%d-%d.csv"`, name, h.Generation, p.Offset))
-	}
-
-	var head, tail []byte
-	var headBuf [envelopeHeadMax]byte
-	join := p.Format == params.JSON
-	if join {
-		head = respond.AppendEnvelopeHead(headBuf[:0], respond.Envelope{
-			Dataset: name, Generation: h.Generation, Count: h.Count, Offset: p.Offset, Limit: p.Limit,
-			Returned: returned, NextOffset: next, HasNext: hasNext,
-		})
-		tail = envelopeTail
-	}
-	inline := !gz && p.Format != params.CSV && respond.Fits(head, start, end, tail)
-
-	if c.Method() == fiber.MethodHead {
-		if p.Format != params.CSV && !gz {
-			hdr.SetContentLength(int(respond.Size(head, start, end, join, tail)))
-		}
-		lease.Release()
-		return nil
-	}
-
-	if inline {
-		body, err := respond.Buffer(head, lease.Data(), start, end, join, tail)
-		gen := h.Generation
-		lease.Release()
-		if err != nil {
-			s.log.Warn("answer not sent: the generation file could not be read", "dataset", name, "generation", gen, "err", err)
-			return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: time.Second,
-				Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
-		}
-		// fasthttp writes it right after the handler and closes it (which
-		// gives the buffer back); observe records the metrics.
-		body.OnClose(s.inlineDone)
-		if rc := rawConn(c); rc != nil {
-			body.Cork(rc)
-		}
-		c.Response().SetBodyStream(body, body.Len())
-		return nil
-	}
-
-	s.stream(c, lease, name, route, p.Format, gz, bytes.Clone(head), start, end, join, tail)
-	return nil
-}
-
-// stream hands the page to fasthttp as a stream: the answer outlives the
-// handler. Everything the stream needs is copied out of c (head, name), and
-// the stream releases the lease and records the metrics itself when it
-// ends. It is a function of its own because its closures capture the
-// lease: in page they would move page's lease to the heap on every request.
-func (s *Server) stream(c *fiber.Ctx, lease pagereader.Lease, name, route string, format params.Format, gz bool, head []byte, start, end int64, join bool, tail []byte) {
-	hdr := &c.Response().Header
-	var src io.WriterTo
-	var body *respond.Body
-	switch format {
-	case params.JSON, params.NDJSON:
-		body = respond.NewBody(head, lease.Data(), start, end, join, tail, nil)
-		src = body
-		if rc := rawConn(c); rc != nil && !gz {
-			// The body may write to the socket itself once the headers
-			// are out. (Not corked: holding the headers back to leave with
-			// a large body costs more than the packet it saves.)
-			body.SetDirect(rc, lease.DataFd())
-		}
-	case params.CSV:
-		src = respond.CSV{Fields: lease.Header.Fields, Src: lease.Data(), Start: start, End: end}
-	}
-	c.Locals(stateKey, streamingMark)
-	started := c.Context().Time()
-	gen := lease.Header.Generation
-	name = strings.Clone(name) // for the log line in finish, which runs after the handler
-	finish := func(n int64, err error) {
-		lease.Release()
-		s.metrics.Observe(route, http.StatusOK, n, time.Since(started))
-		if err != nil {
-			s.metrics.StreamErrors.Inc()
-			if respond.IsSourceError(err) {
-				s.log.Warn("answer stopped early: the generation file could not be read", "dataset", name, "generation", gen, "err", err)
-			} else {
-				s.log.Debug("answer stopped early: the client went away or stalled", "dataset", name, "err", err)
-			}
-		}
-	}
-
-	switch {
-	case gz:
-		hdr.Set(fiber.HeaderContentEncoding, "gzip")
-		c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-			n, err := respond.Gzip(w, src)
-			if err == nil {
-				err = w.Flush()
-			}
-			finish(n, err)
-		})
-	case format == params.CSV:
-		c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-			n, err := src.WriteTo(w)
-			if err == nil {
-				err = w.Flush()
-			}
-			finish(n, err)
-		})
-	default:
-		body.OnClose(finish)
-		c.Response().SetBodyStream(body, int(body.Size()))
-	}
-}
-
-// rawConn is the request's connection as a raw socket, or nil when it is
-// not one (a test's in-memory connection).
-func rawConn(c *fiber.Ctx) syscall.RawConn {
-	if sc, ok := c.Context().Conn().(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			return rc
-		}
-	}
-	return nil
-}
-
-// Response header names in the canonical form fasthttp stores them in (so
-// Del and Peek by any spelling find them), and constant values: setting them
-// with SetCanonical does no normalizing or copying of strings into bytes.
-var (
-	headerVary         = canonical(fiber.HeaderVary)
-	headerCacheControl = canonical(fiber.HeaderCacheControl)
-	headerTotalCount   = canonical("X-Total-Count")
-	headerETag         = canonical(fiber.HeaderETag)
-	headerLink         = canonical(fiber.HeaderLink)
-	varyValue          = []byte("Accept, Accept-Encoding")
-	noCacheValue       = []byte("private, no-cache")
-	envelopeTail       = []byte(respond.EnvelopeTail)
-)
-
-func canonical(name string) []byte { return fasthttp.AppendNormalizedHeaderKey(nil, name) }
-
-// envelopeHeadMax is room for a JSON envelope head without growing: its
-// numbers and a dataset name of up to 64 characters take under 250 bytes.
-const envelopeHeadMax = 256
-
-// linkMax is room for a next-page Link without growing.
-const linkMax = 256
-
-// inlineDoneFunc returns the function handed to every buffered answer
-// (made once, so handing it over allocates nothing): it runs when fasthttp
-// has written the answer (err nil) or given up on it (the client went away
-// or stalled).
-func (s *Server) inlineDoneFunc() func(int64, error) {
-	return func(_ int64, err error) {
-		if err != nil {
-			s.metrics.StreamErrors.Inc()
-			s.log.Debug("answer stopped early: the client went away or stalled", "err", err)
-		}
-	}
-}
-
-// appendNextLink appends the Link header of the next page, pinned to the
-// generation this page came from so that a client following the links
-// reads one generation throughout (410 if it is pruned meanwhile).
-func appendNextLink(b []byte, route, name string, p params.Page, gen, next uint64) []byte {
-	b = append(b, '<')
-	if route == routeRecords {
-		b = append(b, "/datasets/"...)
-		b = append(b, name...)
-		b = append(b, "/records?"...)
-	} else {
-		b = append(b, "/fetch-data?dataset="...)
-		b = append(b, name...)
-		b = append(b, '&')
-	}
-	b = append(b, "limit="...)
-	b = strconv.AppendInt(b, int64(p.Limit), 10)
-	b = append(b, "&offset="...)
-	b = strconv.AppendUint(b, next, 10)
-	b = append(b, "&generation="...)
-	b = strconv.AppendUint(b, gen, 10)
-	if p.FormatParam {
-		b = append(b, "&format="...)
-		b = append(b, p.Format...)
-	}
-	return append(b, `>; rel="next"`...)
-}
-
-// etagLen is the length of an identity ETag: 16 hex digits in quotes.
-const etagLen = 18
-
-// appendETag appends a strong validator of one answer: the dataset, the
-// generation and its state (count, and the last stream sequence applied,
-// which moves whenever the generation's bytes do), the page and the format.
-// It is FNV-1a (64 bits) over the same bytes as before this function stopped
-// allocating, so ETags clients hold stay valid.
-func appendETag(dst []byte, name string, h *schema.Header, offset uint64, limit int, format string) []byte {
-	const (
-		offset64 = 14695981039346656037
-		prime64  = 1099511628211
-	)
-	sum := uint64(offset64)
-	for i := 0; i < len(name); i++ {
-		sum = (sum ^ uint64(name[i])) * prime64
-	}
-	sum *= prime64 // the 0 separator
-	for _, v := range [5]uint64{h.Generation, h.Count, h.LastSeq, offset, uint64(limit)} {
-		for j := range 8 {
-			sum = (sum ^ (v >> (8 * j) & 0xff)) * prime64
-		}
-	}
-	for i := 0; i < len(format); i++ {
-		sum = (sum ^ uint64(format[i])) * prime64
-	}
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := range 16 {
-		dst = append(dst, hex[(sum>>(60-4*i))&0xf])
-	}
-	return append(dst, '"')
-}
-
-// appendGzipTag appends the ETag of the gzip-encoded answer whose identity
-// ETag is tag: another representation, so another validator.
-func appendGzipTag(dst, tag []byte) []byte {
-	dst = append(dst, tag[:len(tag)-1]...)
-	return append(dst, `-gz"`...)
-}
-
-// etagMatch reports whether an If-None-Match header matches tag (the
-// identity validator) or its gzip variant; weak comparison, as RFC 9110
-// asks for If-None-Match.
-func etagMatch(header string, tag []byte) bool {
-	if header == "" {
-		return false
-	}
-	core := tag[1 : len(tag)-1]
-	for part := range strings.SplitSeq(header, ",") {
-		part = strings.TrimSpace(part)
-		if part == "*" {
-			return true
-		}
-		part = strings.TrimPrefix(part, "W/")
-		if len(part) < 2 || part[0] != '"' || part[len(part)-1] != '"' {
-			continue
-		}
-		v := part[1 : len(part)-1]
-		if v == string(core) || (len(v) == len(core)+3 && v[:len(core)] == string(core) && v[len(core):] == "-gz") {
-			return true
-		}
-	}
-	return false
-}
-
-// acceptsGzip reports whether Accept-Encoding lists gzip (or x-gzip) with
-// a non-zero quality.
-func acceptsGzip(header string) bool {
-	if header == "" {
-		return false
-	}
-	for part := range strings.SplitSeq(header, ",") {
-		coding, prm, _ := strings.Cut(part, ";")
-		coding = strings.TrimSpace(coding)
-		if !strings.EqualFold(coding, "gzip") && !strings.EqualFold(coding, "x-gzip") {
-			continue
-		}
-		prm = strings.TrimSpace(prm)
-		if k, v, ok := strings.Cut(prm, "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-			if q, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && q == 0 {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }
 
 // GET /healthz: the process answers.

@@ -73,13 +73,16 @@ func WithListener(ln net.Listener) Option { return func(o *options) { o.ln = ln 
 
 // Server is the api. Create it with New, serve with Run.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	app      *fiber.App
-	store    *pagereader.Store
-	keys     *auth.Keys // nil when auth is off
-	limiter  *ratelimit.Limiter
-	metrics  *metrics.Metrics
+	cfg     Config
+	log     *slog.Logger
+	app     *fiber.App
+	store   *pagereader.Store
+	keys    *auth.Keys // nil when auth is off
+	limiter *ratelimit.Limiter
+	metrics *metrics.Metrics
+	// routes are the metrics of each route pattern and of metrics.Unmatched,
+	// resolved once (see routeMetrics).
+	routes   map[string]*metrics.Route
 	gatherer prometheus.Gatherer
 	openapi  []byte
 	// inlineDone is given to every buffered answer (inlineDoneFunc).
@@ -153,6 +156,11 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.metrics = m
+	s.routes = make(map[string]*metrics.Route, len(knownRoutes)+1)
+	for _, r := range knownRoutes {
+		s.routes[r] = m.Route(r)
+	}
+	s.routes[metrics.Unmatched] = m.Route(metrics.Unmatched)
 
 	if s.openapi, err = openapi.Document(openapi.Options{
 		MaxLimit: cfg.MaxLimit, DefaultLimit: min(params.DefaultLimit, cfg.MaxLimit),
@@ -176,9 +184,9 @@ const (
 	routeOpenAPI  = "/openapi.json"
 )
 
-var knownRoutes = map[string]bool{
-	routeFetch: true, routeDatasets: true, routeDataset: true, routeRecords: true,
-	routeHealthz: true, routeReadyz: true, routeMetrics: true, routeOpenAPI: true,
+var knownRoutes = []string{
+	routeFetch, routeDatasets, routeDataset, routeRecords,
+	routeHealthz, routeReadyz, routeMetrics, routeOpenAPI,
 }
 
 // requestBodyLimit is the largest request body fasthttp reads before

@@ -31,16 +31,25 @@ type Metrics struct {
 	// went away, or a read failed).
 	StreamErrors prometheus.Counter
 
-	// cache holds the label children resolved so far, copied on write
-	// (under mu): Observe reads it without a lock, and only the first
-	// request of a route and status resolves labels.
-	mu    sync.Mutex
-	cache atomic.Pointer[map[key]observers]
+	// routes holds a Route for each route label seen so far, copied on
+	// write (under mu): Route reads it without a lock.
+	mu     sync.Mutex
+	routes atomic.Pointer[map[string]*Route]
 }
 
-type key struct {
-	route  string
-	status int
+// Route is the metrics of one route label. The label children of its
+// usual statuses (200 and 304) are resolved once, on first use, and kept
+// in fields of their own: observing one costs no label or map lookup.
+// Other statuses are resolved on first use and kept in a map. A status
+// gets its series when first observed, not before. Its methods are safe
+// for concurrent use.
+type Route struct {
+	m               *Metrics
+	label           string
+	ok, notModified atomic.Pointer[observers]
+	// others holds the children of other statuses, copied on write (under
+	// m.mu).
+	others atomic.Pointer[map[int]*observers]
 }
 
 type observers struct {
@@ -90,7 +99,7 @@ func New(reg prometheus.Registerer, g Gauges) (*Metrics, error) {
 			Help: "Responses whose body stopped before its end (client gone, read error).",
 		}),
 	}
-	m.cache.Store(&map[key]observers{})
+	m.routes.Store(&map[string]*Route{})
 	cs := []prometheus.Collector{m.requests, m.duration, m.bytes, m.RateLimited, m.AuthFailures, m.StreamErrors}
 	gauge := func(name, help string, f func() float64) {
 		if f != nil {
@@ -114,13 +123,47 @@ func New(reg prometheus.Registerer, g Gauges) (*Metrics, error) {
 	return m, nil
 }
 
-// Observe records one answered request. It takes no lock and allocates
-// nothing once its route and status have been seen.
+// Route returns the metrics of route label route, made on first use. A
+// caller that knows its route ahead holds on to it; the lookup is a map
+// read without a lock.
+func (m *Metrics) Route(route string) *Route {
+	if r := (*m.routes.Load())[route]; r != nil {
+		return r
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.routes.Load()
+	if r := old[route]; r != nil {
+		return r
+	}
+	r := &Route{m: m, label: route}
+	r.others.Store(&map[int]*observers{})
+	next := make(map[string]*Route, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[route] = r
+	m.routes.Store(&next)
+	return r
+}
+
+// Observe records one answered request of route. It takes no lock and
+// allocates nothing once its route and status have been seen.
 func (m *Metrics) Observe(route string, status int, bytes int64, d time.Duration) {
-	k := key{route, status}
-	o, ok := (*m.cache.Load())[k]
-	if !ok {
-		o = m.resolve(k)
+	m.Route(route).Observe(status, bytes, d)
+}
+
+// Observe records one answered request: its status, the body bytes sent
+// and how long it took.
+func (r *Route) Observe(status int, bytes int64, d time.Duration) {
+	var o *observers
+	switch status {
+	case 200:
+		o = r.usual(&r.ok, status)
+	case 304:
+		o = r.usual(&r.notModified, status)
+	default:
+		o = r.other(status)
 	}
 	o.requests.Inc()
 	o.duration.Observe(d.Seconds())
@@ -129,25 +172,43 @@ func (m *Metrics) Observe(route string, status int, bytes int64, d time.Duration
 	}
 }
 
-// resolve looks up the label children of k and adds them to the cache.
-func (m *Metrics) resolve(k key) observers {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old := *m.cache.Load()
-	if o, ok := old[k]; ok {
+// usual returns the children kept in p, resolving them on first use.
+func (r *Route) usual(p *atomic.Pointer[observers], status int) *observers {
+	if o := p.Load(); o != nil {
 		return o
 	}
-	code := strconv.Itoa(k.status)
-	o := observers{
-		requests: m.requests.WithLabelValues(k.route, code),
-		duration: m.duration.WithLabelValues(k.route, code),
-		bytes:    m.bytes.WithLabelValues(k.route),
-	}
-	next := make(map[key]observers, len(old)+1)
-	for kk, v := range old {
-		next[kk] = v
-	}
-	next[k] = o
-	m.cache.Store(&next)
+	o := r.m.resolve(r.label, status) // racing resolvers get the same children
+	p.Store(o)
 	return o
+}
+
+// other returns the children of a status other than 200 and 304.
+func (r *Route) other(status int) *observers {
+	if o, ok := (*r.others.Load())[status]; ok {
+		return o
+	}
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	old := *r.others.Load()
+	if o, ok := old[status]; ok {
+		return o
+	}
+	o := r.m.resolve(r.label, status)
+	next := make(map[int]*observers, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[status] = o
+	r.others.Store(&next)
+	return o
+}
+
+// resolve looks up the label children of route and status.
+func (m *Metrics) resolve(route string, status int) *observers {
+	code := strconv.Itoa(status)
+	return &observers{
+		requests: m.requests.WithLabelValues(route, code),
+		duration: m.duration.WithLabelValues(route, code),
+		bytes:    m.bytes.WithLabelValues(route),
+	}
 }

@@ -228,9 +228,9 @@ func TestDataDirMadeAgainIsSeen(t *testing.T) {
 	}
 }
 
-// Range reads the entries of a page at once for pages of up to 255
-// records, and two entries otherwise; every page, at every offset, is the
-// file's records.
+// Range and Span read the entries of a page at once for pages of up to
+// SpanMax records, and two entries otherwise; every page, at every offset,
+// is the file's records, and Span's Ends are where each record's line ends.
 func TestRangeEveryPageSizeAndOffset(t *testing.T) {
 	dir := t.TempDir()
 	g := datadirtest.Gen{Dataset: "d", Generation: 1, Rows: 1200, Row: func(i int, vals []string) {
@@ -261,6 +261,29 @@ func TestRangeEveryPageSizeAndOffset(t *testing.T) {
 			got := readRange(t, l, uint64(first), uint64(n))
 			if want := all[starts[first]:starts[first+n]]; !bytes.Equal(got, want) {
 				t.Fatalf("records %d+%d: %d bytes, want %d", first, n, len(got), len(want))
+			}
+			var sp Span
+			if err := l.Span(uint64(first), uint64(n), &sp); err != nil {
+				t.Fatal(err)
+			}
+			dataStart := l.h.index.DataStart()
+			if sp.Start != dataStart+int64(starts[first]) || sp.End != dataStart+int64(starts[first+n]) {
+				t.Fatalf("span of records %d+%d: [%d, %d), want [%d, %d)", first, n, sp.Start, sp.End, dataStart+int64(starts[first]), dataStart+int64(starts[first+n]))
+			}
+			ends := sp.Ends()
+			if n > SpanMax {
+				if ends != nil {
+					t.Fatalf("span of %d records has %d ends, want none", n, len(ends))
+				}
+				continue
+			}
+			if len(ends) != n {
+				t.Fatalf("span of records %d+%d has %d ends", first, n, len(ends))
+			}
+			for i, e := range ends {
+				if want := dataStart + int64(starts[first+i+1]); e != want {
+					t.Fatalf("records %d+%d: record %d ends at %d, want %d", first, n, first+i, e, want)
+				}
 			}
 		}
 	}

@@ -6,8 +6,9 @@
 // generation (the one CURRENT names, or a pinned one), re-reads its
 // metadata header with one small read, and returns a Lease: a consistent
 // view of one generation at one header state. A page's byte range then
-// costs one read of the index whatever its offset (schema.Index.Range over
-// the entries the page needs, read at once).
+// costs one read of the index whatever its offset (Lease.Span reads the
+// entries the page needs at once, and gives where each record ends, so
+// that the JSON join need not scan the records for their newlines).
 //
 // Per request, Acquire validates everything it keeps and trusts nothing by
 // age, with two system calls and no lock in the usual case:
@@ -145,7 +146,6 @@ type handle struct {
 	dataFd   int // data's descriptor
 	idx      *os.File
 	index    *schema.Index
-	idxHead  [schema.IndexHeaderSize]byte // the index's header, as OpenIndex checked it
 	dev, ino uint64
 	hdr      atomic.Pointer[headerSnap]
 	// hdrMap is the data file's header block mapped read-only (MAP_SHARED:
@@ -252,80 +252,6 @@ func (l Lease) Data() io.ReaderAt { return l.h.data }
 // DataFd is the descriptor of the data file (for sendfile), valid while the
 // lease is held. Read it only at explicit offsets: it is shared.
 func (l Lease) DataFd() int { return l.h.dataFd }
-
-// Range returns the byte range [start, end) of records first .. first+n-1
-// in the data file. n ≥ 1 and first+n ≤ Header.Count.
-//
-// It costs one read of the index: of the one entry it needs when first is
-// 0, of the n+1 consecutive entries first-1 .. first+n-1 when they fit in
-// spanBytes, else of the two entries it needs, one after the other.
-func (l Lease) Range(first, n uint64) (start, end int64, err error) {
-	if n == 0 || first+n > l.Header.Count || first+n < first {
-		return 0, 0, fmt.Errorf("records %d..%d are outside the %d the header covers", first, first+n-1, l.Header.Count)
-	}
-	if first == 0 || n >= spanBytes/schema.IndexEntrySize {
-		return l.h.index.Range(first, n)
-	}
-	sr := spans.Get().(*spanReader)
-	defer func() {
-		sr.h = nil // hold no handle while pooled
-		spans.Put(sr)
-	}()
-	if err := sr.load(l.h, first-1, n+1); err != nil {
-		return 0, 0, err
-	}
-	// schema.Index decodes the entries (the format stays pkg/schema's),
-	// reading its header and the two entries from sr's memory. sr keeps the
-	// Index it opened over itself while the data start it read still holds.
-	if sr.x == nil || sr.x.DataStart() != l.h.index.DataStart() {
-		x, err := schema.OpenIndex(sr)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%s: %w", l.h.idx.Name(), err)
-		}
-		sr.x = x
-	}
-	return sr.x.Range(first, n)
-}
-
-// spanBytes bounds the index bytes Range reads in one go (256 entries).
-const spanBytes = 4096
-
-var spans = sync.Pool{New: func() any { return new(spanReader) }}
-
-// spanReader is the index as one Range call sees it: the header from the
-// handle's copy, entries first .. first+n-1 from one read of the file.
-// Anything else (there is nothing else) is read from the file.
-type spanReader struct {
-	h   *handle
-	x   *schema.Index // over this spanReader
-	off int64
-	buf [spanBytes]byte
-	n   int
-}
-
-// load reads n entries from entry first on.
-func (r *spanReader) load(h *handle, first, n uint64) error {
-	r.h, r.off, r.n = h, schema.IndexSize(first), int(n)*schema.IndexEntrySize
-	got, err := h.idx.ReadAt(r.buf[:r.n], r.off)
-	if got < r.n {
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("index entries %d..%d: %w", first, first+n-1, err)
-	}
-	return nil
-}
-
-// ReadAt implements io.ReaderAt.
-func (r *spanReader) ReadAt(p []byte, off int64) (int, error) {
-	if off >= 0 && off+int64(len(p)) <= int64(len(r.h.idxHead)) {
-		return copy(p, r.h.idxHead[off:]), nil
-	}
-	if off >= r.off && off+int64(len(p)) <= r.off+int64(r.n) {
-		return copy(p, r.buf[off-r.off:r.n]), nil
-	}
-	return r.h.idx.ReadAt(p, off)
-}
 
 // ReadAt reads the generation's data file.
 func (l Lease) ReadAt(p []byte, off int64) (int, error) { return l.h.data.ReadAt(p, off) }
@@ -575,9 +501,6 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 		return fail(fmt.Errorf("%w: %s: its header says dataset %q generation %d", ErrUnavailable, dataPath, hdr.Dataset, hdr.Generation))
 	}
 	if h.index, err = schema.OpenIndex(idx); err != nil {
-		return fail(fmt.Errorf("%w: %s: %v", ErrUnavailable, idx.Name(), err))
-	}
-	if _, err := idx.ReadAt(h.idxHead[:], 0); err != nil {
 		return fail(fmt.Errorf("%w: %s: %v", ErrUnavailable, idx.Name(), err))
 	}
 	if h.index.DataStart() != int64(hdr.Size) {

@@ -2,7 +2,9 @@
 package ratelimit
 
 import (
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -19,8 +21,11 @@ type Limiter struct {
 	burst   int
 	maxKeys int
 
+	// buckets is replaced, never changed, under mu: Allow finds a key's
+	// bucket with a map read and no lock. Only accepted keys get a bucket,
+	// so new ones are rare and copying the map for each is cheap.
 	mu      sync.Mutex
-	buckets map[auth.ID]*rate.Limiter
+	buckets atomic.Pointer[map[auth.ID]*rate.Limiter]
 }
 
 // New returns a Limiter, or nil (no limit) when perSecond is not positive.
@@ -34,32 +39,51 @@ func New(perSecond float64, burst, maxKeys int) *Limiter {
 	if maxKeys < 1 {
 		maxKeys = 1024
 	}
-	return &Limiter{limit: rate.Limit(perSecond), burst: burst, maxKeys: maxKeys, buckets: make(map[auth.ID]*rate.Limiter)}
+	l := &Limiter{limit: rate.Limit(perSecond), burst: burst, maxKeys: maxKeys}
+	l.buckets.Store(&map[auth.ID]*rate.Limiter{})
+	return l
 }
 
 // Allow takes a token for id at now. When there is none it reports how long
-// until there will be one.
+// until there will be one. Taking a token allocates nothing.
 func (l *Limiter) Allow(id auth.ID, now time.Time) (ok bool, retryAfter time.Duration) {
 	if l == nil {
 		return true, 0
 	}
-	l.mu.Lock()
-	b := l.buckets[id]
+	b := (*l.buckets.Load())[id]
 	if b == nil {
-		if len(l.buckets) >= l.maxKeys {
-			for k := range l.buckets { // map order is random: drop any one
-				delete(l.buckets, k)
-				break
-			}
-		}
-		b = rate.NewLimiter(l.limit, l.burst)
-		l.buckets[id] = b
+		b = l.add(id)
 	}
-	l.mu.Unlock()
+	if b.AllowN(now, 1) {
+		return true, 0
+	}
+	// Refused: a reservation tells how long to wait (and is given back).
 	r := b.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
+	d := r.DelayFrom(now)
+	if d <= 0 {
+		return true, 0 // a token came in meanwhile, and is taken
 	}
-	return true, 0
+	r.CancelAt(now)
+	return false, d
+}
+
+// add returns id's bucket, making it if no other request did meanwhile.
+func (l *Limiter) add(id auth.ID) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := *l.buckets.Load()
+	if b := old[id]; b != nil {
+		return b
+	}
+	next := maps.Clone(old)
+	if len(next) >= l.maxKeys {
+		for k := range next { // map order is random: drop any one
+			delete(next, k)
+			break
+		}
+	}
+	b := rate.NewLimiter(l.limit, l.burst)
+	next[id] = b
+	l.buckets.Store(&next)
+	return b
 }

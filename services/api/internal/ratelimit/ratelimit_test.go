@@ -34,7 +34,7 @@ func TestBucketsAreBounded(t *testing.T) {
 	for i := range 100 {
 		l.Allow(auth.ID{byte(i)}, now)
 	}
-	if n := len(l.buckets); n > 3 {
+	if n := len(*l.buckets.Load()); n > 3 {
 		t.Fatalf("%d buckets, want at most 3", n)
 	}
 }
@@ -43,5 +43,15 @@ func TestNilLimiterAllowsAll(t *testing.T) {
 	var l *Limiter = New(0, 0, 0)
 	if ok, _ := l.Allow(auth.ID{}, time.Now()); !ok {
 		t.Fatal("a disabled limiter refused")
+	}
+}
+
+// A request of a known key takes its token without allocating.
+func TestAllowDoesNotAllocate(t *testing.T) {
+	l := New(1e9, 1e9, 10)
+	now := time.Unix(1000, 0)
+	l.Allow(auth.ID{1}, now)
+	if n := testing.AllocsPerRun(100, func() { l.Allow(auth.ID{1}, now) }); n != 0 {
+		t.Fatalf("%v allocations per Allow", n)
 	}
 }

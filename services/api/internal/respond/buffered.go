@@ -37,19 +37,18 @@ var bufferedPool = sync.Pool{New: func() any { return new(Buffered) }}
 
 // Buffer produces the body NewBody(head, src, start, end, join, tail)
 // would, whole, in a pooled buffer: head, one read of the range (the JSON
-// join done in place) and tail. It must Fit. A short or failed read is a
-// *SourceError, and then nothing is held. head and tail are copied.
-func Buffer(head []byte, src io.ReaderAt, start, end int64, join bool, tail []byte) (*Buffered, error) {
+// join done in place, at ends when they are given: see Body.SetEnds) and
+// tail. It must Fit. A short or failed read is a *SourceError, and then
+// nothing is held. head and tail are copied.
+func Buffer(head []byte, src io.ReaderAt, start, end int64, ends []int64, join bool, tail []byte) (*Buffered, error) {
 	if !Fits(head, start, end, tail) {
 		return nil, fmt.Errorf("respond: a body of %d bytes is over InlineMax", int64(len(head)+len(tail))+end-start)
 	}
 	bp := chunks.Get().(*[]byte)
 	dst := append((*bp)[:0], head...)
 	if end > start {
-		// A Body of the range alone (head and tail are copied here, so
-		// they do not escape through its reader).
-		b := Body{src: src, pos: start, end: end, join: join}
-		out, err := b.fill(dst[len(dst) : len(dst)+int(end-start)])
+		lines := newLineEnds(ends, start, end)
+		out, err := readRange(src, dst[len(dst):len(dst)+int(end-start)], start, true, join, &lines)
 		if err != nil {
 			chunks.Put(bp)
 			return nil, err

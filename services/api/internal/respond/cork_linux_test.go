@@ -27,7 +27,7 @@ func TestCorkIsReleasedByTheFirstWriteOrClose(t *testing.T) {
 		make  func(rc syscall.RawConn) io.WriterTo
 	}{
 		{"buffered", true, func(rc syscall.RawConn) io.WriterTo {
-			b, err := Buffer(nil, small, sStart, sEnd, false, nil)
+			b, err := Buffer(nil, small, sStart, sEnd, nil, false, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

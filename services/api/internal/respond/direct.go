@@ -19,89 +19,119 @@ const BigMax = 256 << 10
 var bigs = sync.Pool{New: func() any { b := make([]byte, BigMax); return &b }}
 
 // SetDirect lets the body write to the connection itself (rc, the raw
-// connection under the server's buffered writer) once the server has
-// flushed the response headers: an NDJSON body (no join, head or tail) whose
-// source is the open file srcFd (≥ 0) is sent with sendfile, without a copy
-// through memory; another body of up to BigMax bytes is produced whole and
-// offered in one non-blocking write. The connection's write deadline holds
-// throughout. Set it before handing the body to the server.
+// connection under the server's buffered writer) once the response headers
+// the server buffered have left: an NDJSON body (no join, head or tail)
+// whose source is the open file srcFd (≥ 0) is sent with sendfile, without
+// a copy through memory; another body of up to BigMax bytes is produced
+// whole and offered in one non-blocking write (its first bytes leave with
+// the headers). The connection's write deadline holds throughout. Set it
+// before handing the body to the server.
 func (b *Body) SetDirect(rc syscall.RawConn, srcFd int) {
 	b.rc, b.srcFd = rc, srcFd
+	if b.direct.sendfile == nil {
+		// Bound once per Body (Reset keeps them), so that a pooled body
+		// hands rc.Write a function without allocating one each time.
+		b.direct.sendfile, b.direct.offer = b.sendfileStep, b.offerStep
+	}
+}
+
+// directOps are the functions a Body with a direct connection runs inside
+// rc.Write, and what they report back.
+type directOps struct {
+	sendfile, offer func(fd uintptr) bool
+	out             []byte // offerStep: the bytes to offer
+	n               int64  // bytes the last step wrote
+	err             error  // the error that stopped the last step
 }
 
 // writeDirect is WriteTo's first step with a direct connection. It returns
 // the bytes written and whether the body is finished; when it is not, the
 // chunked WriteTo goes on from where it stopped.
 func (b *Body) writeDirect(w io.Writer) (n int64, done bool, err error) {
-	// The server must have sent everything before the body (it flushes
-	// the headers before a body of more than a few KiB); make sure.
-	if bw, ok := w.(interface {
-		Buffered() int
-		Flush() error
-	}); ok && bw.Buffered() > 0 {
+	bw, _ := w.(bufferedWriter)
+	byFile := !b.join && b.srcFd >= 0 && len(b.head) == 0 && len(b.tail) == 0
+	if !byFile && b.size <= BigMax {
+		return b.offerWhole(bw)
+	}
+	// Neither sendfile nor the chunks carry what the server has buffered
+	// (the headers): it must leave first.
+	if bw != nil && bw.Buffered() > 0 {
 		if err := bw.Flush(); err != nil {
 			return 0, false, err
 		}
 	}
-	if !b.join && b.srcFd >= 0 && len(b.head) == 0 && len(b.tail) == 0 {
-		n, err := b.sendfile()
-		return n, err == nil, err
+	if !byFile {
+		return 0, false, nil // over BigMax: streamed in chunks
 	}
-	if b.size > BigMax {
-		return 0, false, nil
-	}
-	return b.offerWhole()
+	n, err = b.sendfile()
+	return n, err == nil, err
+}
+
+// bufferedWriter is the server's buffered writer of the connection, as
+// WriteTo is given it (a *bufio.Writer).
+type bufferedWriter interface {
+	io.Writer
+	Buffered() int
+	Available() int
+	Flush() error
 }
 
 // sendfile sends the range from the file to the connection, waiting for the
 // connection as needed (within its write deadline).
 func (b *Body) sendfile() (int64, error) {
-	var sent int64
-	var werr error
-	err := b.rc.Write(func(fd uintptr) bool {
-		for b.pos < b.end {
-			off := b.pos
-			n, err := unix.Sendfile(int(fd), b.srcFd, &off, int(min(b.end-b.pos, 1<<30)))
-			b.cork.release() // the headers left with the first bytes
-			if n > 0 {
-				b.pos += int64(n)
-				sent += int64(n)
-			}
-			switch {
-			case err == unix.EINTR:
-			case err == unix.EAGAIN:
-				return false // wait until the connection takes more
-			case err == unix.EPIPE || err == unix.ECONNRESET:
-				werr = err
-				return true
-			case err != nil:
-				werr = &SourceError{err}
-				return true
-			case n == 0:
-				werr = &SourceError{io.ErrUnexpectedEOF} // the file is shorter than its index says
-				return true
-			}
-		}
-		return true
-	})
+	b.direct.n, b.direct.err = 0, nil
+	err := b.rc.Write(b.direct.sendfile)
+	sent := b.direct.n
 	b.written += sent
 	if err == nil {
-		err = werr
+		err = b.direct.err
 	}
 	return sent, err
 }
 
+// sendfileStep is sendfile's rc.Write function: it returns false to wait
+// until the connection takes more.
+func (b *Body) sendfileStep(fd uintptr) bool {
+	for b.pos < b.end {
+		off := b.pos
+		n, err := unix.Sendfile(int(fd), b.srcFd, &off, int(min(b.end-b.pos, 1<<30)))
+		b.cork.release() // the headers left with the first bytes
+		if n > 0 {
+			b.pos += int64(n)
+			b.direct.n += int64(n)
+		}
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return false // wait until the connection takes more
+		case err == unix.EPIPE || err == unix.ECONNRESET:
+			b.direct.err = err
+			return true
+		case err != nil:
+			b.direct.err = &SourceError{err}
+			return true
+		case n == 0:
+			b.direct.err = &SourceError{io.ErrUnexpectedEOF} // the file is shorter than its index says
+			return true
+		}
+	}
+	return true
+}
+
 // offerWhole produces the whole body in a big pooled buffer and offers it
-// to the connection in one write that does not wait. It gives the buffer
-// back before returning; the part not taken is left to the chunked path.
-func (b *Body) offerWhole() (int64, bool, error) {
+// to the connection in one write that does not wait. What bw holds (the
+// headers) leaves first, topped up with the start of the body, as it would
+// if the server wrote a body it holds: the first packet carries data. It
+// gives the buffer back before returning; the part not taken is left to
+// the chunked path.
+func (b *Body) offerWhole(bw bufferedWriter) (int64, bool, error) {
 	bp := bigs.Get().(*[]byte)
 	defer bigs.Put(bp)
 	out := append((*bp)[:0], b.head[b.headOff:]...)
 	rangeOut := 0
 	if b.pos < b.end {
-		r := Body{src: b.src, pos: b.pos, end: b.end, join: b.join}
-		got, err := r.fill(out[len(out) : len(out)+int(b.end-b.pos)])
+		lines := b.lines // a copy: what is not taken is read again
+		got, err := readRange(b.src, out[len(out):len(out)+int(b.end-b.pos)], b.pos, true, b.join, &lines)
 		if err != nil {
 			return 0, false, err
 		}
@@ -111,31 +141,47 @@ func (b *Body) offerWhole() (int64, bool, error) {
 	out = append(out, b.tail[b.tailOff:]...)
 
 	var n int
-	var werr error
-	err := b.rc.Write(func(fd uintptr) bool {
-		for {
-			m, err := unix.Write(int(fd), out)
-			if err == unix.EINTR {
-				continue
-			}
-			b.cork.release() // the headers left with the first bytes
-			if m > 0 {
-				n = m
-			}
-			if err != nil && err != unix.EAGAIN {
-				werr = err
-			}
-			return true // one attempt: what is not taken now is streamed
+	if bw != nil && bw.Buffered() > 0 {
+		n, _ = bw.Write(out[:min(len(out), bw.Available())])
+		if err := bw.Flush(); err != nil {
+			return 0, false, err
 		}
-	})
-	if err == nil {
-		err = werr
 	}
+	if n == len(out) {
+		b.advance(n, rangeOut)
+		return int64(n), true, nil
+	}
+	b.direct.out, b.direct.n, b.direct.err = out[n:], 0, nil
+	err := b.rc.Write(b.direct.offer)
+	n += int(b.direct.n)
+	if err == nil {
+		err = b.direct.err
+	}
+	b.direct.out = nil // the buffer goes back to the pool
 	b.advance(n, rangeOut)
 	if err != nil {
 		return int64(n), false, err
 	}
 	return int64(n), n == len(out), nil
+}
+
+// offerStep is offerWhole's rc.Write function: one write that does not
+// wait, whatever it takes.
+func (b *Body) offerStep(fd uintptr) bool {
+	for {
+		m, err := unix.Write(int(fd), b.direct.out)
+		if err == unix.EINTR {
+			continue
+		}
+		b.cork.release() // the headers left with the first bytes
+		if m > 0 {
+			b.direct.n = int64(m)
+		}
+		if err != nil && err != unix.EAGAIN {
+			b.direct.err = err
+		}
+		return true // one attempt: what is not taken now is streamed
+	}
 }
 
 // advance moves the body's position past n bytes of output, rangeOut of

@@ -46,7 +46,7 @@ func joined(head string, recs []byte, tail string) []byte {
 
 func TestBufferIsTheBodyInOneBuffer(t *testing.T) {
 	f, start, end, recs := lineFile(t, 20, 100)
-	b, err := Buffer([]byte(`{"data":[`), f, start, end, true, []byte(EnvelopeTail))
+	b, err := Buffer([]byte(`{"data":[`), f, start, end, nil, true, []byte(EnvelopeTail))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +65,18 @@ func TestBufferIsTheBodyInOneBuffer(t *testing.T) {
 		t.Fatalf("done: %v", done)
 	}
 
+	// The same at known line ends.
+	if b, err = Buffer([]byte(`{"data":[`), f, start, end, lineEndsOf(recs, start), true, []byte(EnvelopeTail)); err != nil || !bytes.Equal(b.Bytes(), want) {
+		t.Fatalf("at known line ends: %v", err)
+	}
+	b.Close()
+
 	// NDJSON: the bytes unchanged; an empty range: head and tail.
-	if b, err = Buffer(nil, f, start, end, false, nil); err != nil || !bytes.Equal(b.Bytes(), recs) {
+	if b, err = Buffer(nil, f, start, end, nil, false, nil); err != nil || !bytes.Equal(b.Bytes(), recs) {
 		t.Fatalf("ndjson: %v", err)
 	}
 	b.Close()
-	if b, err = Buffer([]byte("["), f, start, start, true, []byte("]")); err != nil || string(b.Bytes()) != "[]" {
+	if b, err = Buffer([]byte("["), f, start, start, nil, true, []byte("]")); err != nil || string(b.Bytes()) != "[]" {
 		t.Fatalf("empty: %v", err)
 	}
 	b.Close()
@@ -81,14 +87,14 @@ func TestBufferRefusesWhatDoesNotFitAndShortFiles(t *testing.T) {
 	if Fits(nil, start, end, nil) {
 		t.Fatal("40 KB fits InlineMax")
 	}
-	if _, err := Buffer(nil, f, start, end, false, nil); err == nil {
+	if _, err := Buffer(nil, f, start, end, nil, false, nil); err == nil {
 		t.Fatal("a body over InlineMax was buffered")
 	}
-	_, err := Buffer(nil, f, start, start+2000, true, nil) // not whole lines
+	_, err := Buffer(nil, f, start, start+2000, nil, true, nil) // not whole lines
 	if !IsSourceError(err) || !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("a range cut mid-line: %v", err)
 	}
-	_, err = Buffer(nil, f, end-10, end+10, false, nil) // past the end of the file
+	_, err = Buffer(nil, f, end-10, end+10, nil, false, nil) // past the end of the file
 	if !IsSourceError(err) || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("a range past the end: %v", err)
 	}
@@ -183,6 +189,16 @@ func TestDirectBodiesAreTheBytesOverARealConnection(t *testing.T) {
 		{"json offered whole", func() *Body {
 			return NewBody([]byte(`{"data":[`), f, start, end, true, []byte(EnvelopeTail), nil)
 		}, joined(`{"data":[`, recs, EnvelopeTail)},
+		{"json offered whole, at known line ends", func() *Body {
+			b := NewBody([]byte(`{"data":[`), f, start, end, true, []byte(EnvelopeTail), nil)
+			b.SetEnds(lineEndsOf(recs, start))
+			return b
+		}, joined(`{"data":[`, recs, EnvelopeTail)},
+		{"json over BigMax, streamed at known line ends", func() *Body {
+			b := NewBody([]byte(`{"data":[`), bigF, bigStart, bigEnd, true, []byte(EnvelopeTail), nil)
+			b.SetEnds(lineEndsOf(bigRecs, bigStart))
+			return b
+		}, joined(`{"data":[`, bigRecs, EnvelopeTail)},
 		{"json over BigMax, streamed", func() *Body {
 			return NewBody([]byte(`{"data":[`), bigF, bigStart, bigEnd, true, []byte(EnvelopeTail), nil)
 		}, joined(`{"data":[`, bigRecs, EnvelopeTail)},

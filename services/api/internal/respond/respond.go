@@ -12,7 +12,6 @@
 package respond
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -165,6 +164,7 @@ type Body struct {
 	src        io.ReaderAt
 	pos, end   int64
 	join       bool
+	lines      lineEnds // SetEnds
 	// state for Read
 	headOff, tailOff int
 	written          int64
@@ -173,9 +173,10 @@ type Body struct {
 	done             func(written int64, err error)
 	closed           bool
 	// direct connection (SetDirect)
-	rc    syscall.RawConn
-	srcFd int
-	cork  corked
+	rc     syscall.RawConn
+	srcFd  int
+	direct directOps
+	cork   corked
 }
 
 // NewBody returns a body of head, src's bytes [start, end), and tail. With
@@ -184,10 +185,26 @@ type Body struct {
 // error met (nil when the whole body was produced); it is where the caller
 // releases src.
 func NewBody(head []byte, src io.ReaderAt, start, end int64, join bool, tail []byte, done func(int64, error)) *Body {
-	b := &Body{head: head, tail: tail, src: src, pos: start, end: end, join: join, done: done, srcFd: -1}
-	b.size = Size(head, start, end, join, tail)
+	b := new(Body)
+	b.Reset(head, src, start, end, join, tail, done)
 	return b
 }
+
+// Reset makes b the body NewBody would return, whatever it was before, so
+// that a Body can live in a pooled value of the caller's.
+func (b *Body) Reset(head []byte, src io.ReaderAt, start, end int64, join bool, tail []byte, done func(int64, error)) {
+	ops := directOps{sendfile: b.direct.sendfile, offer: b.direct.offer} // bound to b: still b's
+	*b = Body{head: head, tail: tail, src: src, pos: start, end: end, join: join, done: done, srcFd: -1, direct: ops}
+	b.size = Size(head, start, end, join, tail)
+}
+
+// SetEnds gives a join body the line ends of its range: the offsets just
+// past each line's '\n', in order, the last one being the range's end (as
+// pagereader.Span.Ends has them). The join then checks and turns exactly
+// those bytes into commas instead of scanning the range for newlines. Ends
+// that do not fit the range are ignored (the range is scanned). Set them
+// before the first read; ends must not change while the body is used.
+func (b *Body) SetEnds(ends []int64) { b.lines = newLineEnds(ends, b.pos, b.end) }
 
 // Size is the size of the body NewBody(head, src, start, end, join, tail)
 // produces.
@@ -207,36 +224,14 @@ func (b *Body) OnClose(done func(written int64, err error)) { b.done = done }
 func (b *Body) Size() int64 { return b.size }
 
 // fill reads the next part of the range into p and returns the bytes to
-// send (a prefix of p). In join mode a chunk that reaches the end of the
-// range must end with '\n', which is checked and dropped.
+// send (a prefix of p); see readRange.
 func (b *Body) fill(p []byte) ([]byte, error) {
 	n := int(min(int64(len(p)), b.end-b.pos))
-	got, err := b.src.ReadAt(p[:n], b.pos)
-	if got < n {
-		if err == nil || errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, &SourceError{fmt.Errorf("read records at %d: %w", b.pos+int64(got), err)}
+	out, err := readRange(b.src, p[:n], b.pos, b.pos+int64(n) == b.end, b.join, &b.lines)
+	if err != nil {
+		return nil, err
 	}
 	b.pos += int64(n)
-	out := p[:n]
-	if !b.join {
-		return out, nil
-	}
-	if b.pos == b.end {
-		if n == 0 || out[n-1] != '\n' {
-			return nil, &SourceError{ErrCorrupt}
-		}
-		out = out[:n-1]
-	}
-	for rest := out; ; {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			break
-		}
-		rest[i] = ','
-		rest = rest[i+1:]
-	}
 	return out, nil
 }
 

@@ -77,36 +77,41 @@ func TestBodyJoinsLinesIntoAJSONArray(t *testing.T) {
 			}
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var done []int64
-			b := NewBody(head, bytes.NewReader(file), start, int64(len(file)), true, []byte(EnvelopeTail), func(n int64, err error) {
+		for _, known := range []bool{false, true} {
+			t.Run(tc.name+map[bool]string{false: ", scanned", true: ", at known line ends"}[known], func(t *testing.T) {
+				var done []int64
+				b := NewBody(head, bytes.NewReader(file), start, int64(len(file)), true, []byte(EnvelopeTail), func(n int64, err error) {
+					if err != nil {
+						t.Errorf("done with %v", err)
+					}
+					done = append(done, n)
+				})
+				if known {
+					b.SetEnds(lineEndsOf(file[start:], start))
+				}
+				size := b.Size()
+				got, err := tc.read(b)
 				if err != nil {
-					t.Errorf("done with %v", err)
+					t.Fatal(err)
 				}
-				done = append(done, n)
+				b.Close()
+				b.Close()
+				if int64(len(got)) != size || len(done) != 1 || done[0] != size {
+					t.Fatalf("%d bytes, Size %d, done %v", len(got), size, done)
+				}
+				var v struct {
+					Data []map[string]string `json:"data"`
+				}
+				if err := json.Unmarshal(got, &v); err != nil {
+					t.Fatalf("not JSON: %v\n%s", err, got)
+				}
+				for i, r := range tricky {
+					if m := v.Data[i]; m["id"] != r[0] || m["name"] != r[1] || m["note"] != r[2] {
+						t.Errorf("record %d: %q, want %q", i, m, r)
+					}
+				}
 			})
-			size := b.Size()
-			got, err := tc.read(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b.Close()
-			b.Close()
-			if int64(len(got)) != size || len(done) != 1 || done[0] != size {
-				t.Fatalf("%d bytes, Size %d, done %v", len(got), size, done)
-			}
-			var v struct {
-				Data []map[string]string `json:"data"`
-			}
-			if err := json.Unmarshal(got, &v); err != nil {
-				t.Fatalf("not JSON: %v\n%s", err, got)
-			}
-			for i, r := range tricky {
-				if m := v.Data[i]; m["id"] != r[0] || m["name"] != r[1] || m["note"] != r[2] {
-					t.Errorf("record %d: %q, want %q", i, m, r)
-				}
-			}
-		})
+		}
 	}
 }
 
