@@ -4,9 +4,9 @@
 //
 // Configuration comes from the environment (NATS_URL, NATS_CREDS, STREAM,
 // DATA_DIR, KEEP_GENERATIONS, STREAM_REPLICAS, STREAM_MAX_BYTES, FSYNC,
-// METRICS_ADDR, LOG_LEVEL, LOG_FORMAT, ...), and flags override it. With
-// --rebuild the writer removes the files it made and rebuilds them from
-// the stream.
+// METRICS_ADDR, LOG_LEVEL, LOG_FORMAT, WRITER_MEMORY_LIMIT, ...), and flags
+// override it. With --rebuild the writer removes the files it made and
+// rebuilds them from the stream.
 //
 // Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime failure (another
 // writer holds DATA_DIR, damaged files, a replaced stream), 2 on a usage
@@ -45,6 +45,15 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
 		return 2
 	}
+	// The process's own settings, beside writer.Config (which the stack
+	// embeds, with its own).
+	proc := struct {
+		MemoryLimit int64 `envconfig:"WRITER_MEMORY_LIMIT"`
+	}{MemoryLimit: defaultMemoryLimit}
+	if err := envconfig.Process("", &proc); err != nil {
+		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
+		return 2
+	}
 	fl := flag.NewFlagSet("writer", flag.ContinueOnError)
 	fl.Usage = func() {
 		fmt.Fprintf(fl.Output(), "usage: writer [flags]\n\nApplies the rows stream to DATA_DIR. Every flag has an environment variable.\n\n")
@@ -59,6 +68,7 @@ func run(args []string) int {
 	fl.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of /healthz and /metrics (METRICS_ADDR)")
 	fl.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LOG_LEVEL)")
 	fl.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (LOG_FORMAT)")
+	fl.Int64Var(&proc.MemoryLimit, "memory-limit", proc.MemoryLimit, "Go soft memory limit in bytes when GOMEMLIMIT is not set; 0: none (WRITER_MEMORY_LIMIT)")
 	fl.BoolVar(&cfg.Rebuild, "rebuild", false, "remove the generation files this writer made and rebuild them from the stream")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -82,6 +92,12 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "writer: configuration: %v\n", err)
 		return 2
 	}
+	if proc.MemoryLimit < 0 {
+		fmt.Fprintf(os.Stderr, "writer: configuration: WRITER_MEMORY_LIMIT=%d: want a number of bytes, or 0 for no limit\n", proc.MemoryLimit)
+		return 2
+	}
+	limit, from := setMemoryLimit(proc.MemoryLimit)
+	log.Info("Go soft memory limit", "bytes", limit, "from", from)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -269,7 +269,9 @@ func (w *Writer) loop(ctx context.Context, cons *consume.Consumer, created time.
 }
 
 // applyBatch applies a batch in order, then flushes every dataset it
-// touched (the group commit). It only fails when ctx is cancelled.
+// touched (the group commit). It only fails when ctx is cancelled. The
+// generations write the rows from the batch's message bodies, not from a
+// copy, so the batch is released only once applyBatch has returned.
 func (w *Writer) applyBatch(ctx context.Context, batch []consume.Msg) error {
 	touched := map[*dataset.Dataset]bool{}
 	for i := range batch {

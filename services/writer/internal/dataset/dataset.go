@@ -37,6 +37,8 @@ type Msg struct {
 	Seq  uint64    // stream sequence
 	Time time.Time // stream timestamp
 	Env  schema.Envelope
+	// Body is not copied: a row's body is written from these bytes at the
+	// next Flush, so they must not change until then.
 	Body []byte
 }
 

@@ -128,15 +128,30 @@ type Gen struct {
 	rejEnd   int64         // end of the last reject the header counts
 	lastLine uint64        // CSV line of the last reject written (pending included)
 
-	buf, ibuf, rbuf []byte // the batch not yet on disk
-	pend, pendRej   uint64
-	pendSeq         uint64
-	pendTime        time.Time
+	// The batch not yet on disk. The records are the caller's own bytes
+	// (see Append), written through wbuf: copying a whole batch would
+	// double what the writer holds while it waits for fsync.
+	recs       [][]byte
+	recBytes   int // the records' bytes, a '\n' each included
+	ibuf, rbuf []byte
+	wbuf       []byte // staging for the records' write, writeChunk at most
+	pend       uint64
+	pendRej    uint64
+	pendSeq    uint64
+	pendTime   time.Time
 }
 
-// maxKeptBuffer is the capacity above which a batch buffer is released
-// after a flush instead of being kept for the next batch.
-const maxKeptBuffer = 4 << 20
+const (
+	// maxKeptBuffer is the capacity above which a batch buffer is
+	// released after a flush instead of being kept for the next batch.
+	maxKeptBuffer = 4 << 20
+	// maxKeptRecords is the same for the batch's list of records.
+	maxKeptRecords = 4096
+	// writeChunk is the most record bytes one write carries: large enough
+	// that a batch takes a few system calls, small enough to stay out of
+	// the writer's peak memory.
+	writeChunk = 64 << 10
+)
 
 // Create starts generation h.Generation: the data file with header h
 // (Size and Version are set here) and an empty index, replacing any
@@ -402,17 +417,19 @@ func (g *Gen) Rejects() uint64 { return g.hdr.Rejected + g.pendRej }
 func (g *Gen) LastRejectLine() uint64 { return g.lastLine }
 
 // PendingBytes is the size of the batch not yet flushed.
-func (g *Gen) PendingBytes() int { return len(g.buf) + len(g.rbuf) + len(g.ibuf) }
+func (g *Gen) PendingBytes() int { return g.recBytes + len(g.rbuf) + len(g.ibuf) }
 
 // Pending reports whether a batch waits for Flush.
 func (g *Gen) Pending() bool { return g.pend > 0 || g.pendRej > 0 || g.pendSeq > 0 }
 
-// Append adds one record (without its '\n') to the batch. The record is
-// copied; seq and t are its message's stream sequence and timestamp.
+// Append adds one record (without its '\n') to the batch; seq and t are
+// its message's stream sequence and timestamp. The record is not copied:
+// it must not change until a Flush has written it or a RollBack or Close
+// has dropped it (the writer passes message bodies it holds until then).
 func (g *Gen) Append(record []byte, seq uint64, t time.Time) {
-	g.buf = append(g.buf, record...)
-	g.buf = append(g.buf, '\n')
-	g.ibuf = schema.AppendIndexEntry(g.ibuf, g.dataEnd+int64(len(g.buf)), seq)
+	g.recs = append(g.recs, record)
+	g.recBytes += len(record) + 1
+	g.ibuf = schema.AppendIndexEntry(g.ibuf, g.dataEnd+int64(g.recBytes), seq)
 	g.pend++
 	g.pendSeq, g.pendTime = seq, t
 }
@@ -586,8 +603,8 @@ func List(fsys disk.FS, dir string) ([]uint64, error) {
 }
 
 func (g *Gen) writeBatch() error {
-	if len(g.buf) > 0 {
-		if err := writeFull(g.data, g.buf, g.dataEnd); err != nil {
+	if len(g.recs) > 0 {
+		if err := g.writeRecords(); err != nil {
 			return err
 		}
 		if err := writeFull(g.index, g.ibuf, schema.IndexSize(g.hdr.Count)); err != nil {
@@ -610,7 +627,7 @@ func (g *Gen) writeBatch() error {
 		}
 	}
 	var files []disk.File
-	if len(g.buf) > 0 {
+	if len(g.recs) > 0 {
 		files = append(files, g.data, g.index)
 	}
 	if len(g.rbuf) > 0 {
@@ -619,24 +636,53 @@ func (g *Gen) writeBatch() error {
 	return g.syncFiles(files)
 }
 
+// writeRecords writes the batch's records, each followed by '\n', at the
+// end of the data the header counts: gathered in wbuf, one write per
+// writeChunk bytes; a record larger than that is written on its own.
+func (g *Gen) writeRecords() error {
+	if g.wbuf == nil {
+		g.wbuf = make([]byte, 0, writeChunk)
+	}
+	off, buf := g.dataEnd, g.wbuf[:0]
+	for _, r := range g.recs {
+		if len(buf) > 0 && len(buf)+len(r)+1 > writeChunk {
+			if err := writeFull(g.data, buf, off); err != nil {
+				return err
+			}
+			off, buf = off+int64(len(buf)), buf[:0]
+		}
+		if len(r)+1 > writeChunk {
+			if err := writeFull(g.data, r, off); err != nil {
+				return err
+			}
+			off, r = off+int64(len(r)), nil
+		}
+		buf = append(buf, r...)
+		buf = append(buf, '\n')
+	}
+	return writeFull(g.data, buf, off)
+}
+
 func (g *Gen) settle(h schema.Header) {
 	g.hdr = h
-	g.dataEnd += int64(len(g.buf))
+	g.dataEnd += int64(g.recBytes)
 	g.rejEnd += int64(len(g.rbuf))
 	g.drop()
 }
 
 func (g *Gen) drop() {
-	if cap(g.buf) > maxKeptBuffer {
-		g.buf = nil
-	}
 	if cap(g.rbuf) > maxKeptBuffer {
 		g.rbuf = nil
 	}
 	if cap(g.ibuf) > maxKeptBuffer {
 		g.ibuf = nil
 	}
-	g.buf, g.ibuf, g.rbuf = g.buf[:0], g.ibuf[:0], g.rbuf[:0]
+	clear(g.recs) // the caller's records are its own again
+	if cap(g.recs) > maxKeptRecords {
+		g.recs = nil
+	}
+	g.recs, g.recBytes = g.recs[:0], 0
+	g.ibuf, g.rbuf = g.ibuf[:0], g.rbuf[:0]
 	g.pend, g.pendRej, g.pendSeq = 0, 0, 0
 	g.pendTime = time.Time{}
 }
