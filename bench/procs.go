@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -38,6 +39,7 @@ type proc struct {
 	done    chan struct{}
 	err     error // Wait's error, valid after done
 	timer   *time.Timer
+	hwm     atomic.Int64 // VmHWM as last sampled while it ran
 }
 
 // clkTck is the unit of utime/stime in /proc/<pid>/stat on Linux.
@@ -88,6 +90,7 @@ func (s *supervisor) start(sp spec) (*proc, error) {
 		fmt.Fprintf(os.Stderr, "bench: %s ran past its %s timeout; killing it\n", name, timeout)
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	})
+	go p.sampleHWM()
 	go func() {
 		p.err = cmd.Wait()
 		p.timer.Stop()
@@ -153,16 +156,32 @@ func (p *proc) stop(grace time.Duration) {
 }
 
 // peakRSS is the process's peak resident set size in bytes: VmHWM while it
-// runs, the rusage maximum once it is reaped.
+// runs, its last sample (every 10 ms) once it has exited.
 func (p *proc) peakRSS() int64 {
 	if p.exited() {
-		if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			return ru.Maxrss * 1024 // kilobytes on Linux
-		}
-		return 0
+		return p.hwm.Load()
 	}
 	v, _ := vmHWM(p.pid())
 	return v
+}
+
+// sampleHWM keeps p.hwm at the process's VmHWM until it exits. The rusage
+// maximum of a child cannot stand in for it: Go starts children with
+// CLONE_VM|CLONE_VFORK, and Linux records the high-water RSS of the mm an
+// exec replaces (here the benchmark's own) in the child's ru_maxrss.
+func (p *proc) sampleHWM() {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if v, err := vmHWM(p.pid()); err == nil && v > 0 {
+			p.hwm.Store(v)
+		}
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // cpu is the CPU time (user+system) the process has used so far.
