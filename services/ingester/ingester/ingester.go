@@ -104,7 +104,8 @@ type Result struct {
 	Source   schema.Source
 	Duration time.Duration
 	// Retries counts messages published again after a failure (a lost
-	// connection, a restarting server).
+	// connection, a restarting server), in every attempt of the sync:
+	// those of an attempt abandoned for a broken order included.
 	Retries int
 }
 
@@ -305,10 +306,13 @@ func retry(ctx context.Context, giveUp time.Duration, log *slog.Logger, what str
 // order of its messages in the stream, runs it again from the start under a
 // new sync id (a source that can be read again only).
 func (g *ingester) syncWithRestarts(ctx context.Context) (Result, error) {
+	retried := 0 // by the attempts abandoned
 	for attempt := 1; ; attempt++ {
 		res, reopenable, err := g.sync(ctx)
+		res.Retries += retried
 		if errors.Is(err, publish.ErrOrderBroken) {
 			g.broken[res.Sync] = true
+			retried = res.Retries
 		}
 		if errors.Is(err, publish.ErrOrderBroken) && reopenable && attempt < maxSyncAttempts && ctx.Err() == nil {
 			g.log.Warn("starting the sync again from the beginning under a new sync id", "dataset", g.cfg.Dataset,
