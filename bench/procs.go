@@ -156,7 +156,7 @@ func (p *proc) stop(grace time.Duration) {
 }
 
 // peakRSS is the process's peak resident set size in bytes: VmHWM while it
-// runs, its last sample (every 10 ms) once it has exited.
+// runs, its last sample (every 50 ms) once it has exited.
 func (p *proc) peakRSS() int64 {
 	if p.exited() {
 		return p.hwm.Load()
@@ -170,7 +170,7 @@ func (p *proc) peakRSS() int64 {
 // CLONE_VM|CLONE_VFORK, and Linux records the high-water RSS of the mm an
 // exec replaces (here the benchmark's own) in the child's ru_maxrss.
 func (p *proc) sampleHWM() {
-	t := time.NewTicker(10 * time.Millisecond)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if v, err := vmHWM(p.pid()); err == nil && v > 0 {

@@ -381,7 +381,7 @@ func (r *report) memorySection(p func(string, ...any)) {
 		return peak
 	})
 	p("\n- nats-server runs as `nats-server -js -sd DIR -a 127.0.0.1 -p PORT`, no memory tuning (no GOMEMLIMIT, default JetStream buffers).\n")
-	p("- a process that exits (ingester) reports its VmHWM as last sampled (every 10 ms) while it ran, not the rusage maximum, which Linux inherits from the parent across a vfork+exec; the servers report VmHWM read just before they are stopped, right after the ingest; with several runs, the highest. MiB = 2^20 bytes, as ps and top count.\n")
+	p("- a process that exits (ingester) reports its VmHWM as last sampled (every 50 ms) while it ran, not the rusage maximum, which Linux inherits from the parent across a vfork+exec; the servers report VmHWM read just before they are stopped, right after the ingest; with several runs, the highest. MiB = 2^20 bytes, as ps and top count.\n")
 	if r.api != nil {
 		p("- api after the API load test at %s rows: %s (before it: %s); the fiber ceiling process: %s.\n",
 			num(float64(r.api.rows)), mb(r.api.apiPeakAfter), mb(r.api.apiPeakBefore), mb(r.api.ceilingPeak))
