@@ -56,6 +56,10 @@ func AppendIndexEntry(dst []byte, end int64, seq uint64) []byte {
 // truncates the index there.
 func IndexSize(count uint64) int64 { return IndexHeaderSize + int64(count)*IndexEntrySize }
 
+// IndexEntryEnd decodes the end offset of the entry that b starts with
+// (at least 8 bytes): for readers that fetch many entries in one read.
+func IndexEntryEnd(b []byte) int64 { return int64(binary.LittleEndian.Uint64(b[:8])) }
+
 // Index maps a record number to its byte range with one or two small reads,
 // whatever the number. It holds no entries in memory and is safe for
 // concurrent use if r is. Entry and Range do not allocate when they succeed.
@@ -97,7 +101,7 @@ func (x *Index) Entry(i uint64) (end int64, seq uint64, err error) {
 	if err := readFullAt(x.r, b[:], IndexSize(i)); err != nil {
 		return 0, 0, fmt.Errorf("index entry %d: %w", i, err)
 	}
-	return int64(binary.LittleEndian.Uint64(b[:8])), binary.LittleEndian.Uint64(b[8:]), nil
+	return IndexEntryEnd(b[:]), binary.LittleEndian.Uint64(b[8:]), nil
 }
 
 // Range returns the byte range [start, end) of records first .. first+n-1
@@ -117,12 +121,12 @@ func (x *Index) Range(first, n uint64) (start, end int64, err error) {
 		if err := readFullAt(x.r, b[:8], IndexSize(first-1)); err != nil {
 			return 0, 0, fmt.Errorf("index entry %d: %w", first-1, err)
 		}
-		start = int64(binary.LittleEndian.Uint64(b[:8]))
+		start = IndexEntryEnd(b[:])
 	}
 	if err := readFullAt(x.r, b[:8], IndexSize(first+n-1)); err != nil {
 		return 0, 0, fmt.Errorf("index entry %d: %w", first+n-1, err)
 	}
-	end = int64(binary.LittleEndian.Uint64(b[:8]))
+	end = IndexEntryEnd(b[:])
 	if end <= start || start < x.dataStart {
 		return 0, 0, fmt.Errorf("%w: records %d..%d map to [%d, %d)", ErrIndexFormat, first, first+n-1, start, end)
 	}

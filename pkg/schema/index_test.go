@@ -257,3 +257,15 @@ func TestIndexEntriesPastCountAreNotRead(t *testing.T) {
 		t.Errorf("Range(0, 3) = %d, %d, %v", start, end, err)
 	}
 }
+
+func TestIndexEntryEndReadsBackAppendIndexEntry(t *testing.T) {
+	for _, end := range []int64{0, 1, 4096, 1<<40 + 7} {
+		b := AppendIndexEntry(nil, end, 99)
+		if len(b) != IndexEntrySize {
+			t.Fatalf("an entry is %d bytes, want %d", len(b), IndexEntrySize)
+		}
+		if got := IndexEntryEnd(b); got != end {
+			t.Fatalf("IndexEntryEnd = %d, want %d", got, end)
+		}
+	}
+}

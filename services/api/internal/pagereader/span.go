@@ -1,7 +1,6 @@
 package pagereader
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"sync"
@@ -70,7 +69,7 @@ func (l Lease) readSpan(first, n uint64, sp *Span) error {
 	}
 	prev := l.h.index.DataStart()
 	if first > 0 {
-		prev = entryEnd(b)
+		prev = schema.IndexEntryEnd(b)
 		b = b[schema.IndexEntrySize:]
 		if prev < l.h.index.DataStart() {
 			return fmt.Errorf("%w: %s: record %d ends at %d, before the records start at %d", schema.ErrIndexFormat, l.h.idx.Name(), first-1, prev, l.h.index.DataStart())
@@ -78,7 +77,7 @@ func (l Lease) readSpan(first, n uint64, sp *Span) error {
 	}
 	sp.Start = prev
 	for i := range int(n) {
-		end := entryEnd(b[i*schema.IndexEntrySize:])
+		end := schema.IndexEntryEnd(b[i*schema.IndexEntrySize:])
 		if end <= prev {
 			return fmt.Errorf("%w: %s: record %d ends at %d, not after %d", schema.ErrIndexFormat, l.h.idx.Name(), first+uint64(i), end, prev)
 		}
@@ -112,8 +111,3 @@ const entriesMax = SpanMax + 1
 // entryBufs holds the buffers Span reads entries into (a buffer handed to
 // a read escapes: a stack array would be an allocation per call).
 var entryBufs = sync.Pool{New: func() any { return new([entriesMax * schema.IndexEntrySize]byte) }}
-
-// entryEnd decodes the end offset of the index entry at the start of b, as
-// schema.AppendIndexEntry encodes it (the first of its two little-endian
-// uint64s; TestEntryEndDecodesSchemaEntries keeps the two in step).
-func entryEnd(b []byte) int64 { return int64(binary.LittleEndian.Uint64(b[:8])) }

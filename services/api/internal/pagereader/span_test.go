@@ -9,19 +9,6 @@ import (
 	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
 )
 
-// entryEnd reads back the end offset schema.AppendIndexEntry wrote.
-func TestEntryEndDecodesSchemaEntries(t *testing.T) {
-	for _, end := range []int64{0, 1, 4096, 1<<40 + 7} {
-		b := schema.AppendIndexEntry(nil, end, 99)
-		if len(b) != schema.IndexEntrySize {
-			t.Fatalf("an entry is %d bytes, Span reads %d", len(b), schema.IndexEntrySize)
-		}
-		if got := entryEnd(b); got != end {
-			t.Fatalf("entryEnd = %d, want %d", got, end)
-		}
-	}
-}
-
 // An index whose entries do not go forward is refused, never served as a
 // range of the data file.
 func TestSpanRefusesEntriesThatDoNotGoForward(t *testing.T) {

@@ -58,7 +58,6 @@ type Config struct {
 type Consumer struct {
 	cfg    Config
 	cursor *cursor
-	stream jetstream.Stream
 	trail  *trail
 	ch     chan Msg
 	budget *budget
@@ -91,7 +90,6 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Lo
 	c := &Consumer{
 		cfg:    cfg,
 		cursor: &cursor{stream: stream, filter: schema.AllSubjects, next: start},
-		stream: stream,
 		trail:  newTrail(cfg.PullMaxBytes, start, stream.CachedInfo().State.LastSeq),
 		ch:     make(chan Msg, max(cfg.BatchMax/2, 1)),
 		budget: newBudget(cfg.BudgetBytes),
@@ -129,7 +127,7 @@ func (c *Consumer) waitForGrowth() bool {
 	if !sleep(c.ctx, growthPoll) {
 		return false
 	}
-	info, err := c.stream.Info(c.ctx)
+	info, err := c.cursor.stream.Info(c.ctx)
 	if err != nil {
 		return false
 	}
