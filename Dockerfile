@@ -27,6 +27,7 @@ ENV CGO_ENABLED=0 GOTOOLCHAIN=local
 # workspace here and excluded by .dockerignore.
 COPY go.work go.work.sum* ./
 COPY pkg/schema/go.mod pkg/schema/go.sum* pkg/schema/
+COPY pkg/svc/go.mod pkg/svc/go.sum* pkg/svc/
 COPY services/ingester/go.mod services/ingester/go.sum* services/ingester/
 COPY services/writer/go.mod services/writer/go.sum* services/writer/
 COPY services/api/go.mod services/api/go.sum* services/api/

@@ -4,7 +4,7 @@
 GO       ?= go
 BIN      := bin
 SERVICES := ingester writer api stack
-MODULES  := pkg/schema services/ingester services/writer services/api services/stack deploy bench
+MODULES  := pkg/schema pkg/svc services/ingester services/writer services/api services/stack deploy bench
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 SHARED   ?= ../shared

@@ -8,6 +8,7 @@ require (
 	github.com/klauspost/compress v1.20.3
 	github.com/prometheus/client_golang v1.23.2
 	github.com/rowpipe/rowpipe/pkg/schema v0.0.0
+	github.com/rowpipe/rowpipe/pkg/svc v0.0.0
 	github.com/valyala/fasthttp v1.51.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/time v0.16.0
@@ -40,4 +41,7 @@ require (
 
 // The workspace (go.work) resolves this too; the replace keeps the module
 // buildable on its own, as in the container image build.
-replace github.com/rowpipe/rowpipe/pkg/schema => ../../pkg/schema
+replace (
+	github.com/rowpipe/rowpipe/pkg/schema => ../../pkg/schema
+	github.com/rowpipe/rowpipe/pkg/svc => ../../pkg/svc
+)

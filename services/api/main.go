@@ -13,14 +13,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // served only when PPROF_ADDR is set
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/api/api"
 )
 
@@ -54,7 +53,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "api: unexpected arguments %q; configuration is by flags and environment\n", fs.Args())
 		return 2
 	}
-	log, err := newLogger(stderr, *logLevel, *logFormat)
+	log, err := svc.NewLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintln(stderr, "api:", err)
 		return 2
@@ -87,19 +86,4 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("LOG_FORMAT must be text or json, got %q", format)
 }

@@ -6,6 +6,7 @@ require (
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/rowpipe/rowpipe/pkg/schema v0.0.0
+	github.com/rowpipe/rowpipe/pkg/svc v0.0.0
 	github.com/schollz/progressbar/v3 v3.19.1
 	golang.org/x/term v0.48.0
 	golang.org/x/text v0.44.0
@@ -29,4 +30,7 @@ require (
 
 // The workspace (go.work) resolves this too; the replace keeps the module
 // buildable on its own, as in the container image build.
-replace github.com/rowpipe/rowpipe/pkg/schema => ../../pkg/schema
+replace (
+	github.com/rowpipe/rowpipe/pkg/schema => ../../pkg/schema
+	github.com/rowpipe/rowpipe/pkg/svc => ../../pkg/svc
+)

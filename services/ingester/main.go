@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/ingester/ingester"
 )
 
@@ -129,7 +129,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ingester.ExitCode(err)
 	}
 
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	log, err := svc.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "ingester: %v\n", err)
 		return ingester.ExitUsage
@@ -178,21 +178,6 @@ func parseInterspersed(fs *flag.FlagSet, args []string) (sources []string, code 
 	}
 }
 
-func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "", "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("LOG_FORMAT=%q: want text or json", format)
-}
-
 // connect connects to NATS, retrying for cfg.PublishGiveUp. The connection
 // reconnects forever afterwards, and never buffers publishes while it
 // reconnects: package publish retries them itself, in order.
@@ -215,7 +200,7 @@ func connect(ctx context.Context, cfg ingester.Config, log *slog.Logger) (*nats.
 	if cfg.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
 	}
-	where := redactURLs(cfg.NATSURL)
+	where := svc.RedactURLs(cfg.NATSURL)
 	deadline := time.Now().Add(cfg.PublishGiveUp)
 	backoff := 250 * time.Millisecond
 	for {
@@ -234,16 +219,4 @@ func connect(ctx context.Context, cfg ingester.Config, log *slog.Logger) (*nats.
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
-}
-
-// redactURLs hides passwords and tokens in a comma-separated NATS URL list.
-func redactURLs(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			u.User = url.User("redacted")
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
 }

@@ -8,6 +8,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/rowpipe/rowpipe/pkg/schema v0.0.0
+	github.com/rowpipe/rowpipe/pkg/svc v0.0.0
 	github.com/rowpipe/rowpipe/services/api v0.0.0
 	github.com/rowpipe/rowpipe/services/ingester v0.0.0
 	github.com/rowpipe/rowpipe/services/writer v0.0.0
@@ -52,6 +53,7 @@ require (
 // buildable on its own, as in the container image build.
 replace (
 	github.com/rowpipe/rowpipe/pkg/schema => ../../pkg/schema
+	github.com/rowpipe/rowpipe/pkg/svc => ../../pkg/svc
 	github.com/rowpipe/rowpipe/services/api => ../api
 	github.com/rowpipe/rowpipe/services/ingester => ../ingester
 	github.com/rowpipe/rowpipe/services/writer => ../writer

@@ -20,10 +20,10 @@ import (
 	_ "net/http/pprof" // served only when PPROF_ADDR is set
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/stack/stack"
 )
 
@@ -72,7 +72,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "stack: --every needs --ingest FILE|URL")
 		return 2
 	}
-	log, err := newLogger(*logLevel, *logFormat)
+	log, err := svc.NewLogger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "stack: %v\n", err)
 		return 2
@@ -105,19 +105,4 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", format)
 }

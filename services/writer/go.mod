@@ -7,6 +7,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/rowpipe/rowpipe/pkg/schema v0.0.0
+	github.com/rowpipe/rowpipe/pkg/svc v0.0.0
 )
 
 require (
@@ -34,4 +35,7 @@ require (
 
 // The workspace (go.work) resolves this too; the replace keeps the module
 // buildable on its own, as in the container image build.
-replace github.com/rowpipe/rowpipe/pkg/schema => ../../pkg/schema
+replace (
+	github.com/rowpipe/rowpipe/pkg/schema => ../../pkg/schema
+	github.com/rowpipe/rowpipe/pkg/svc => ../../pkg/svc
+)

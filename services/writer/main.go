@@ -21,10 +21,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/writer/writer"
 )
 
@@ -80,7 +79,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "writer: unexpected argument %q\n", fl.Arg(0))
 		return 2
 	}
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	log, err := svc.NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
 		return 2
@@ -169,7 +168,7 @@ func connect(ctx context.Context, cfg writer.Config, log *slog.Logger) (*nats.Co
 				log.Warn("disconnected from NATS", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", redact(nc.ConnectedUrl())) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", svc.RedactURLs(nc.ConnectedUrl())) }),
 	}
 	if cfg.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
@@ -178,10 +177,10 @@ func connect(ctx context.Context, cfg writer.Config, log *slog.Logger) (*nats.Co
 	for {
 		nc, err := nats.Connect(cfg.NATSURL, opts...)
 		if err == nil {
-			log.Info("connected to NATS", "url", redact(nc.ConnectedUrl()))
+			log.Info("connected to NATS", "url", svc.RedactURLs(nc.ConnectedUrl()))
 			return nc, nil
 		}
-		log.Warn("NATS is not reachable; retrying", "url", redact(cfg.NATSURL), "err", err, "retry_in", wait)
+		log.Warn("NATS is not reachable; retrying", "url", svc.RedactURLs(cfg.NATSURL), "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -189,32 +188,4 @@ func connect(ctx context.Context, cfg writer.Config, log *slog.Logger) (*nats.Co
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
-}
-
-// redact drops the user information of a URL list: it may hold a password
-// or a token, which never goes to a log.
-func redact(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			u.User = url.User("REDACTED")
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "", "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("LOG_FORMAT %q: want text or json", format)
 }

@@ -1,0 +1,3 @@
+module github.com/rowpipe/rowpipe/pkg/svc
+
+go 1.26.0
