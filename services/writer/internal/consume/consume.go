@@ -25,8 +25,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
 // Msg is one stream message as the writer needs it.
@@ -62,10 +60,14 @@ type Consumer struct {
 	ch     chan Msg
 	budget *budget
 	errLog every
-	stop   context.CancelFunc
-	ctx    context.Context
-	done   chan struct{}
-	log    *slog.Logger
+	// lingerFor is batchLinger (tests set more); lingerTimer is Next's,
+	// reused (Next is called from one goroutine).
+	lingerFor   time.Duration
+	lingerTimer *time.Timer
+	stop        context.CancelFunc
+	ctx         context.Context
+	done        chan struct{}
+	log         *slog.Logger
 }
 
 const (
@@ -88,15 +90,16 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Lo
 	}
 	rctx, stop := context.WithCancel(context.Background())
 	c := &Consumer{
-		cfg:    cfg,
-		cursor: &cursor{stream: stream, filter: schema.AllSubjects, next: start},
-		trail:  newTrail(cfg.PullMaxBytes, start, stream.CachedInfo().State.LastSeq),
-		ch:     make(chan Msg, max(cfg.BatchMax/2, 1)),
-		budget: newBudget(cfg.BudgetBytes),
-		stop:   stop,
-		ctx:    rctx,
-		done:   make(chan struct{}),
-		log:    log,
+		cfg:       cfg,
+		cursor:    &cursor{stream: stream, next: start},
+		trail:     newTrail(cfg.PullMaxBytes, start, stream.CachedInfo().State.LastSeq),
+		ch:        make(chan Msg, max(cfg.BatchMax/2, 1)),
+		budget:    newBudget(cfg.BudgetBytes),
+		lingerFor: batchLinger,
+		stop:      stop,
+		ctx:       rctx,
+		done:      make(chan struct{}),
+		log:       log,
 	}
 	go c.run()
 	return c, nil
@@ -163,7 +166,12 @@ func (c *Consumer) read(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 
 // Next appends to dst the next batch: it waits for one message (or ctx),
 // then takes those already waiting, up to BatchMax messages and the byte
-// budget. Give the batch back with Release once it is applied.
+// budget. While the stream holds more right behind the batch (a backlog,
+// or a fetch still arriving), it lingers up to batchLinger for each next
+// message, so a backlog is applied in full batches, each one fsync, rather
+// than in whatever slice of it had crossed the socket; at the head of the
+// stream it never waits. Give the batch back with Release once it is
+// applied.
 func (c *Consumer) Next(ctx context.Context, dst []Msg) ([]Msg, error) {
 	select {
 	case m := <-c.ch:
@@ -173,15 +181,48 @@ func (c *Consumer) Next(ctx context.Context, dst []Msg) ([]Msg, error) {
 	case <-ctx.Done():
 		return dst, ctx.Err()
 	}
+	bytes := len(dst[len(dst)-1].Data)
 	for len(dst) < c.cfg.BatchMax {
+		var m Msg
 		select {
-		case m := <-c.ch:
-			dst = append(dst, m)
+		case m = <-c.ch:
 		default:
-			return dst, nil
+			last := dst[len(dst)-1]
+			if last.Pending == 0 || bytes >= c.cfg.BudgetBytes/2 {
+				return dst, nil
+			}
+			var ok bool
+			if m, ok = c.linger(ctx); !ok {
+				return dst, nil
+			}
 		}
+		dst = append(dst, m)
+		bytes += len(m.Data)
 	}
 	return dst, nil
+}
+
+// batchLinger is how long Next waits for a message the stream already
+// holds: a fetch delivers a full pull in well under a millisecond, and a
+// fetch the trailing reader holds back is not worth waiting for.
+const batchLinger = 2 * time.Millisecond
+
+// linger waits up to lingerFor for the next message.
+func (c *Consumer) linger(ctx context.Context) (Msg, bool) {
+	if c.lingerTimer == nil {
+		c.lingerTimer = time.NewTimer(c.lingerFor)
+	} else {
+		c.lingerTimer.Reset(c.lingerFor)
+	}
+	defer c.lingerTimer.Stop()
+	select {
+	case m := <-c.ch:
+		return m, true
+	case <-c.lingerTimer.C:
+	case <-c.done:
+	case <-ctx.Done():
+	}
+	return Msg{}, false
 }
 
 // Release returns the bytes of an applied batch to the budget.

@@ -31,7 +31,7 @@ func TestCursorReadsOnWhereItStoppedWhenItsConsumerIsLost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	k := &cursor{stream: stream, filter: schema.AllSubjects, next: 1}
+	k := &cursor{stream: stream, next: 1}
 	var got []uint64
 	collect := func(_ jetstream.Msg, meta *jetstream.MsgMetadata) { got = append(got, meta.Sequence.Stream) }
 	fetch := func() error {
