@@ -6,7 +6,8 @@
 // Configuration comes from the environment (NATS_URL, NATS_CREDS, STREAM,
 // DATASET, STREAM_REPLICAS, STREAM_MAX_BYTES, PUBLISH_WINDOW,
 // PUBLISH_GIVE_UP, PUBLISH_ACK_TIMEOUT, WAIT_TIMEOUT, PROGRESS, LOG_LEVEL,
-// LOG_FORMAT) and flags, which win. Exit status: 0 done, 1 runtime failure,
+// LOG_FORMAT) and flags, which win. GOMAXPROCS defaults to 1
+// (svc.PipelineProcs says why). Exit status: 0 done, 1 runtime failure,
 // 2 usage, 3 input refused. This file is wiring only: the behaviour is in
 // package ingester.
 package main
@@ -37,6 +38,7 @@ import (
 var version = "dev"
 
 func main() {
+	svc.PipelineProcs() // one P unless GOMAXPROCS is set: see its doc
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

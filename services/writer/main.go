@@ -5,7 +5,7 @@
 // Configuration comes from the environment (NATS_URL, NATS_CREDS, STREAM,
 // DATA_DIR, KEEP_GENERATIONS, STREAM_REPLICAS, STREAM_MAX_BYTES, FSYNC,
 // METRICS_ADDR, LOG_LEVEL, LOG_FORMAT, WRITER_MEMORY_LIMIT, ...), and flags
-// override it. With --rebuild the writer removes the files it made and
+// override it. GOMAXPROCS defaults to 1 (svc.PipelineProcs says why). With --rebuild the writer removes the files it made and
 // rebuilds them from the stream.
 //
 // Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime failure (another
@@ -96,7 +96,8 @@ func run(args []string) int {
 		return 2
 	}
 	limit, from := setMemoryLimit(proc.MemoryLimit)
-	log.Info("Go soft memory limit", "bytes", limit, "from", from)
+	procs, procsFrom := svc.PipelineProcs() // one P unless GOMAXPROCS is set: see its doc
+	log.Info("Go runtime", "memory_limit", limit, "memory_limit_from", from, "gomaxprocs", procs, "gomaxprocs_from", procsFrom)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
