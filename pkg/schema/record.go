@@ -99,20 +99,25 @@ const hexDigits = "0123456789abcdef"
 // valid JavaScript), and everything else, '<', '>' and '&' included, is
 // copied as is. Invalid UTF-8 is an error wrapping ErrInvalidUTF8 naming the
 // byte offset (encoding/json would silently write U+FFFD); dst is then
-// returned unchanged.
+// returned with its length unchanged.
+//
+// It is one pass: runs of eight plain ASCII bytes, the bulk of product
+// text, are skipped a word at a time, and the rest is checked and escaped
+// byte by byte or rune by rune.
 func AppendJSONString(dst []byte, s string) ([]byte, error) {
-	if !utf8.ValidString(s) {
-		for i := 0; i < len(s); {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				return dst, fmt.Errorf("%w: byte 0x%02x at offset %d", ErrInvalidUTF8, s[i], i)
-			}
-			i += size
-		}
-	}
+	orig := len(dst)
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i+8 <= len(s) {
+			if w := load64(s, i); !PlainInJSONString(w) || w&highBits != 0 {
+				break
+			}
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if safeASCII[b] {
@@ -140,18 +145,46 @@ func AppendJSONString(dst []byte, s string) ([]byte, error) {
 			start = i
 			continue
 		}
-		// U+2028 and U+2029 are E2 80 A8 and E2 80 A9.
-		if b == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9) {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[s[i+2]&0xf])
-			i += 3
-			start = i
-			continue
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			return dst[:orig], fmt.Errorf("%w: byte 0x%02x at offset %d", ErrInvalidUTF8, b, i)
 		}
-		i++
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			start = i + size
+		}
+		i += size
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"'), nil
+}
+
+const (
+	oneBits  = 0x0101010101010101
+	highBits = 0x8080808080808080
+)
+
+// PlainInJSONString reports whether none of the 8 bytes of w (as loaded
+// little-endian) must be escaped in a JSON string: no '"', no '\\', no
+// control character. Bytes from 0x80 up are not judged (they are UTF-8,
+// checked on its own). The zero-byte test is exact: a false answer only
+// means "look at these bytes one by one".
+func PlainInJSONString(w uint64) bool {
+	q := w ^ (oneBits * '"')
+	bs := w ^ (oneBits * '\\')
+	quote := (q - oneBits) &^ q
+	backslash := (bs - oneBits) &^ bs
+	control := (w - oneBits*0x20) &^ w
+	return (quote|backslash|control)&highBits == 0
+}
+
+// load64 is s[i:i+8] as a little-endian word (the compiler makes it one
+// load).
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // UniqueFields turns a CSV header into field names that are all different

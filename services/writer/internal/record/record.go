@@ -96,7 +96,7 @@ func skipString(b []byte, pos int) (int, error) {
 	for i < len(b) {
 		// Skip 8 plain bytes at a time: no quote, backslash or control
 		// character among them.
-		for i+8 <= len(b) && !special(binary.LittleEndian.Uint64(b[i:])) {
+		for i+8 <= len(b) && schema.PlainInJSONString(binary.LittleEndian.Uint64(b[i:])) {
 			i += 8
 		}
 		if i >= len(b) {
@@ -127,22 +127,6 @@ func skipString(b []byte, pos int) (int, error) {
 		}
 	}
 	return 0, errors.New("unterminated string")
-}
-
-const (
-	ones  = 0x0101010101010101
-	highs = 0x8080808080808080
-)
-
-// special reports whether one of the 8 bytes of w is '"', '\\' or below
-// 0x20 (bytes >= 0x80 are never flagged: UTF-8 is checked separately).
-func special(w uint64) bool {
-	q := w ^ (ones * '"')
-	bs := w ^ (ones * '\\')
-	zeroQ := (q - ones) &^ q
-	zeroB := (bs - ones) &^ bs
-	low := (w - ones*0x20) &^ w
-	return (zeroQ|zeroB|low)&highs != 0
 }
 
 func isHex(c byte) bool {
