@@ -76,7 +76,7 @@ func run() int {
 		serveDir string
 		serveAt  string
 	)
-	flag.StringVar(&rowsFlag, "rows", "10000,1000000", "comma-separated dataset sizes; memory flatness compares the smallest and the largest, the API load uses the largest")
+	flag.StringVar(&rowsFlag, "rows", "10000,100000,1000000", "comma-separated dataset sizes; memory flatness compares the smallest and the largest (a size between shows where growth stops), the API load uses the largest")
 	flag.StringVar(&onlyFlag, "only", "", "comma-separated sections to run: ingest, memory, api, micro (default all)")
 	flag.DurationVar(&opt.duration, "duration", 10*time.Second, "measured time of each API load case (after a short warm-up)")
 	flag.IntVar(&opt.slices, "slices", 5, "each API case alternates ours and the ceiling in this many slices of -duration/slices")
