@@ -8,7 +8,9 @@
 // view of one generation at one header state. A page's byte range then
 // costs one read of the index whatever its offset (Lease.Span reads the
 // entries the page needs at once, and gives where each record ends, so
-// that the JSON join need not scan the records for their newlines).
+// that the JSON join need not scan the records for their newlines); the
+// read is a copy out of the index mapped read-only, with no system call,
+// whenever the entries lie in the mapping.
 //
 // Per request, Acquire validates everything it keeps and trusts nothing by
 // age, with two system calls and no lock in the usual case:
@@ -152,6 +154,13 @@ type handle struct {
 	// the page cache itself, so it shows every write as a read would), or
 	// nil. Unmapped with the files, when no lease holds the handle.
 	hdrMap []byte
+	// idxMap is the index file mapped read-only (MAP_SHARED), as long as
+	// it was when opened, or nil: Span copies a page's entries out of it
+	// instead of reading them with a system call (see readEntries).
+	// idxReads counts those copies, to drop the mapped pages now and then
+	// (see idxSweepEvery). Unmapped with the files.
+	idxMap   []byte
+	idxReads atomic.Uint32
 
 	// refs counts the leases, plus one while the handle is not retired;
 	// the files close when it reaches 0, after which it never rises again.
@@ -457,6 +466,11 @@ func (s *Store) closeLocked(h *handle) {
 		unix.Munmap(h.hdrMap)
 		h.hdrMap = nil
 	}
+	if h.idxMap != nil {
+		unix.Munmap(h.idxMap)
+		h.idxMap = nil
+	}
+
 	h.data.Close()
 	h.idx.Close()
 	s.opened--
@@ -516,6 +530,13 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 	// system without mmap), every Acquire reads the block instead.
 	if m, err := unix.Mmap(int(data.Fd()), 0, hdr.Size, unix.PROT_READ, unix.MAP_SHARED); err == nil {
 		h.hdrMap = m
+	}
+	// The index mapped as long as it is now (entries appended later are
+	// read with a system call); an empty or unmappable one is read.
+	if err := syscall.Fstat(int(idx.Fd()), &st); err == nil && st.Size > 0 {
+		if m, err := unix.Mmap(int(idx.Fd()), 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			h.idxMap = m
+		}
 	}
 	return h, nil
 }

@@ -3,7 +3,10 @@ package pagereader
 import (
 	"fmt"
 	"io"
+	"runtime/debug"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
@@ -61,10 +64,7 @@ func (l Lease) readSpan(first, n uint64, sp *Span) error {
 	}
 	b := buf[:count*schema.IndexEntrySize]
 	off := schema.IndexSize(from)
-	if got, err := l.h.idx.ReadAt(b, off); got < len(b) {
-		if err == nil || err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	if err := l.h.readEntries(b, off); err != nil {
 		return fmt.Errorf("%s: entries %d..%d: %w", l.h.idx.Name(), from, from+count-1, err)
 	}
 	prev := l.h.index.DataStart()
@@ -85,6 +85,54 @@ func (l Lease) readSpan(first, n uint64, sp *Span) error {
 		prev = end
 	}
 	sp.End, sp.n = prev, int(n)
+	return nil
+}
+
+// idxSweepEvery is how many copies out of the mapped index (readEntries)
+// go by before its pages are dropped from the process's page tables
+// (madvise MADV_DONTNEED: the page cache keeps them, and the next access
+// maps them again). Each copy maps at most two pages, so the mapping never
+// adds more than about 2 × idxSweepEvery × 4 KiB to the resident set,
+// however large the index and however many of its pages are read.
+const idxSweepEvery = 1024
+
+// readEntries reads len(b) bytes of the index at off: copied out of the
+// mapped index when they lie inside it (no system call), else read. A
+// mapped index cut shorter than the mapping (a rolled-back append cuts the
+// entries past the count of the header in force; a lease taken before may
+// still ask for them) makes the copy fault: that is an error, not a crash.
+func (h *handle) readEntries(b []byte, off int64) error {
+	if m := h.idxMap; m != nil && off >= 0 && off+int64(len(b)) <= int64(len(m)) {
+		if err := copyMapped(b, m[off:off+int64(len(b))]); err != nil {
+			return err
+		}
+		if h.idxReads.Add(1)%idxSweepEvery == 0 {
+			unix.Madvise(m, unix.MADV_DONTNEED)
+		}
+		return nil
+	}
+	if got, err := h.idx.ReadAt(b, off); got < len(b) {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
+}
+
+// copyMapped copies a mapped file region into dst, turning the fault of a
+// file cut shorter than the mapping into an error.
+func copyMapped(dst, m []byte) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = fmt.Errorf("%w: the index is shorter than it was: %v", io.ErrUnexpectedEOF, r)
+		}
+	}()
+	copy(dst, m)
 	return nil
 }
 
