@@ -35,8 +35,8 @@ var streamingMark = true
 // error and records each request's metrics (a streamed answer records its
 // own when its last byte is handed over). The request's start is the time
 // fasthttp read it (RequestCtx.Time).
-func (s *Server) observe(c *fiber.Ctx) error {
-	err := c.Next()
+func (s *Server) observe(c *fiber.Ctx, next func(*fiber.Ctx) error) error {
+	err := s.recovering(c, next)
 	if err != nil {
 		s.writeError(c, err)
 	}
@@ -53,6 +53,27 @@ func (s *Server) observe(c *fiber.Ctx) error {
 		s.routeMetrics(c.Route().Path).Observe(resp.StatusCode(), int64(n), time.Since(c.Context().Time()))
 	}
 	return nil
+}
+
+// observeRecover is observe around the rest of the chain.
+func (s *Server) observeRecover(c *fiber.Ctx) error { return s.observe(c, (*fiber.Ctx).Next) }
+
+// observeRecoverNoBody is observe around noBody and the rest of the chain.
+func (s *Server) observeRecoverNoBody(c *fiber.Ctx) error { return s.observe(c, s.noBody) }
+
+// recovering runs next(c) and turns a panic in it into an error, logged
+// with its stack (as fiber's recover middleware does).
+func (s *Server) recovering(c *fiber.Ctx, next func(*fiber.Ctx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "path", c.Path(), "panic", fmt.Sprint(r), "stack", stack())
+			var ok bool
+			if err, ok = r.(error); !ok {
+				err = fmt.Errorf("%v", r)
+			}
+		}
+	}()
+	return next(c)
 }
 
 // routeMetrics is the metrics of a route pattern; a path no route matched

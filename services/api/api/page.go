@@ -19,10 +19,11 @@ import (
 //
 // A JSON or NDJSON page of up to respond.InlineMax bytes is read with one
 // read into a pooled buffer before the handler returns (the generation is
-// released at once) and leaves with its headers in one TCP segment. A
-// larger one streams (see stream): an NDJSON page by sendfile, a JSON page
-// of up to respond.BigMax produced whole and offered to the socket in one
-// write, the rest (and CSV, and gzip) through one ChunkSize buffer.
+// released at once) and leaves with its headers in one write system call
+// (the connection holds the headers back: respond.Conn). A larger one
+// streams (see stream): an NDJSON page by sendfile, a JSON page of up to
+// respond.BigMax produced whole and offered to the socket with its headers
+// in one write, the rest (and CSV, and gzip) through one ChunkSize buffer.
 //
 // The index entries of a page of up to pagereader.SpanMax records are read
 // at once, and the JSON join turns exactly the line ends they give into
@@ -106,7 +107,9 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 		// fasthttp writes it right after the handler and closes it (which
 		// gives the buffer back); observe records the metrics.
 		body.OnClose(s.inlineDone)
-		if rc := rawConn(c); rc != nil {
+		if hc, ok := c.Context().Conn().(*respond.Conn); ok {
+			body.Hold(hc) // the headers leave with the body, in one write
+		} else if rc := rawConn(c); rc != nil {
 			body.Cork(rc)
 		}
 		c.Response().SetBodyStream(body, body.Len())

@@ -25,7 +25,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/cors"
-	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,6 +35,7 @@ import (
 	"github.com/rowpipe/rowpipe/services/api/internal/pagereader"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
 	"github.com/rowpipe/rowpipe/services/api/internal/ratelimit"
+	"github.com/rowpipe/rowpipe/services/api/internal/respond"
 )
 
 // ErrNoKeys is returned by New when auth is on and no key is configured.
@@ -210,16 +210,12 @@ func (s *Server) newApp() *fiber.App {
 		CaseSensitive:  true,
 		Network:        "tcp",
 	})
-	// Outermost: metrics and error answers, then panics turned into errors
-	// (logged with their stack; the client only sees a JSON 500).
-	app.Use(s.observe)
-	app.Use(recover.New(recover.Config{
-		EnableStackTrace: true,
-		StackTraceHandler: func(c *fiber.Ctx, e any) {
-			s.log.Error("panic in handler", "path", c.Path(), "panic", fmt.Sprint(e), "stack", stack())
-		},
-	}))
+	// Outermost, in one middleware (each one more costs a route match and
+	// a call on every request): metrics and error answers, panics turned
+	// into errors (logged with their stack; the client only sees a JSON
+	// 500), and the refusal of request bodies (after CORS when it is on).
 	if len(s.cfg.CORSOrigins) > 0 {
+		app.Use(s.observeRecover)
 		app.Use(cors.New(cors.Config{
 			AllowOrigins:  strings.Join(s.cfg.CORSOrigins, ","),
 			AllowMethods:  "GET,HEAD,OPTIONS",
@@ -227,8 +223,10 @@ func (s *Server) newApp() *fiber.App {
 			ExposeHeaders: "ETag, Link, X-Total-Count, Retry-After",
 			MaxAge:        600,
 		}))
+		app.Use(s.noBody)
+	} else {
+		app.Use(s.observeRecoverNoBody)
 	}
-	app.Use(s.noBody)
 
 	app.Get(routeFetch, s.authenticate, s.fetchData)
 	app.Get(routeDatasets, s.authenticate, s.listDatasets)
@@ -263,6 +261,12 @@ func (s *Server) Listen() (net.Addr, error) {
 	return s.ln.Addr(), nil
 }
 
+// serveListener is what the app serves on: ln, whose connections can hold
+// a response's headers back to leave with its body (respond.Conn).
+func serveListener(ln net.Listener) net.Listener {
+	return respond.WrapListener(ln)
+}
+
 // Addr is the address the server listens on, nil before Listen or Run.
 func (s *Server) Addr() net.Addr {
 	s.lnMu.Lock()
@@ -295,7 +299,7 @@ func (s *Server) Run(ctx context.Context) error {
 		"auth", s.cfg.Auth, "keys", s.keyCount(), "max_limit", s.cfg.MaxLimit)
 
 	served := make(chan error, 1)
-	go func() { served <- s.app.Listener(ln) }()
+	go func() { served <- s.app.Listener(serveListener(ln)) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("api: serve: %w", err)

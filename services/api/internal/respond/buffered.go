@@ -26,14 +26,19 @@ func Fits(head []byte, start, end int64, tail []byte) bool {
 // not be used. Hand it to the server as a body stream of Len bytes: the
 // server closes it once it has written it.
 type Buffered struct {
-	buf  *[]byte
-	b    []byte // the body: a prefix of *buf
+	buf  *[]byte // HeadRoom bytes, then the body
+	b    []byte  // the body: (*buf)[HeadRoom:HeadRoom+n]
 	off  int
 	done func(written int64, err error)
 	cork corked
+	// held: the response head, held in the start of *buf (see Hold).
+	held heldHead
 }
 
 var bufferedPool = sync.Pool{New: func() any { return new(Buffered) }}
+
+// inlines are the buffers of Buffered: HeadRoom, then InlineMax.
+var inlines = sync.Pool{New: func() any { b := make([]byte, HeadRoom+InlineMax); return &b }}
 
 // Buffer produces the body NewBody(head, src, start, end, join, tail)
 // would, whole, in a pooled buffer: head, one read of the range (the JSON
@@ -44,13 +49,13 @@ func Buffer(head []byte, src io.ReaderAt, start, end int64, ends []int64, join b
 	if !Fits(head, start, end, tail) {
 		return nil, fmt.Errorf("respond: a body of %d bytes is over InlineMax", int64(len(head)+len(tail))+end-start)
 	}
-	bp := chunks.Get().(*[]byte)
-	dst := append((*bp)[:0], head...)
+	bp := inlines.Get().(*[]byte)
+	dst := append((*bp)[HeadRoom:HeadRoom], head...)
 	if end > start {
 		lines := newLineEnds(ends, start, end)
 		out, err := readRange(src, dst[len(dst):len(dst)+int(end-start)], start, true, join, &lines)
 		if err != nil {
-			chunks.Put(bp)
+			inlines.Put(bp)
 			return nil, err
 		}
 		dst = dst[:len(dst)+len(out)]
@@ -77,9 +82,47 @@ func (r *Buffered) OnClose(done func(written int64, err error)) { r.done = done 
 // corked). Call it just before handing the body to the server.
 func (r *Buffered) Cork(rc syscall.RawConn) { r.cork.hold(rc) }
 
+// Hold makes c hold back what the server writes before the body (its
+// head) so that the head leaves with the body in one write (see Conn). Call
+// it just before handing the body to the server, instead of Cork.
+func (r *Buffered) Hold(c *Conn) { r.held.start(c, (*r.buf)[:0:HeadRoom]) }
+
+// unhold stops holding, writing what is held.
+func (r *Buffered) unhold() error { return r.held.stop() }
+
+// writeHeld sends the held head and the whole body in one write, if the
+// head is held; ok is false when it is not (nothing was written then).
+func (r *Buffered) writeHeld(w io.Writer) (n int64, ok bool, err error) {
+	c := r.held.conn
+	if r.off != 0 {
+		return 0, false, r.unhold()
+	}
+	if bw, isBuffered := w.(bufferedWriter); isBuffered && bw.Buffered() > 0 {
+		// The head, still in the server's buffer: into the room.
+		if err := bw.Flush(); err != nil {
+			r.unhold()
+			return 0, true, err
+		}
+	}
+	r.held.conn = nil
+	if !c.holding(&r.held.room) {
+		return 0, false, nil // it did not fit: written already
+	}
+	c.take()
+	from := frontHeld(*r.buf, r.held.room, HeadRoom)
+	k := HeadRoom - from
+	m, err := c.Conn.Write((*r.buf)[from : HeadRoom+len(r.b)])
+	body := max(m-k, 0)
+	r.off += body
+	return int64(body), true, err
+}
+
 // Read implements io.Reader.
 func (r *Buffered) Read(p []byte) (int, error) {
 	defer r.cork.release()
+	if err := r.unhold(); err != nil {
+		return 0, err
+	}
 	if r.off >= len(r.b) {
 		return 0, io.EOF
 	}
@@ -92,7 +135,12 @@ func (r *Buffered) Read(p []byte) (int, error) {
 func (r *Buffered) WriteTo(w io.Writer) (int64, error) {
 	defer r.cork.release()
 	if r.off >= len(r.b) {
-		return 0, nil
+		return 0, r.unhold()
+	}
+	if r.held.conn != nil {
+		if n, ok, err := r.writeHeld(w); ok {
+			return n, err
+		}
 	}
 	n, err := w.Write(r.b[r.off:])
 	r.off += n
@@ -103,6 +151,7 @@ func (r *Buffered) WriteTo(w io.Writer) (int64, error) {
 // must be called exactly once.
 func (r *Buffered) Close() error {
 	r.cork.release()
+	r.unhold()
 	if r.done != nil {
 		var err error
 		if r.off < len(r.b) {
@@ -110,7 +159,7 @@ func (r *Buffered) Close() error {
 		}
 		r.done(int64(r.off), err)
 	}
-	chunks.Put(r.buf)
+	inlines.Put(r.buf)
 	*r = Buffered{}
 	bufferedPool.Put(r)
 	return nil

@@ -16,7 +16,8 @@ import (
 // a slow client never holds more than a streamed answer does.
 const BigMax = 256 << 10
 
-var bigs = sync.Pool{New: func() any { b := make([]byte, BigMax); return &b }}
+// bigs are the buffers of offerWhole: HeadRoom (for a held head), then BigMax.
+var bigs = sync.Pool{New: func() any { b := make([]byte, HeadRoom+BigMax); return &b }}
 
 // SetDirect lets the body write to the connection itself (rc, the raw
 // connection under the server's buffered writer) once the response headers
@@ -59,6 +60,9 @@ func (b *Body) writeDirect(w io.Writer) (n int64, done bool, err error) {
 		if err := bw.Flush(); err != nil {
 			return 0, false, err
 		}
+	}
+	if err := b.unhold(); err != nil {
+		return 0, false, err
 	}
 	if !byFile {
 		return 0, false, nil // over BigMax: streamed in chunks
@@ -127,7 +131,7 @@ func (b *Body) sendfileStep(fd uintptr) bool {
 func (b *Body) offerWhole(bw bufferedWriter) (int64, bool, error) {
 	bp := bigs.Get().(*[]byte)
 	defer bigs.Put(bp)
-	out := append((*bp)[:0], b.head[b.headOff:]...)
+	out := append((*bp)[HeadRoom:HeadRoom], b.head[b.headOff:]...)
 	rangeOut := 0
 	if b.pos < b.end {
 		lines := b.lines // a copy: what is not taken is read again
@@ -140,6 +144,9 @@ func (b *Body) offerWhole(bw bufferedWriter) (int64, bool, error) {
 	}
 	out = append(out, b.tail[b.tailOff:]...)
 
+	if n, done, held, err := b.offerHeld(bw, *bp, out, rangeOut); held {
+		return n, done, err
+	}
 	var n int
 	if bw != nil && bw.Buffered() > 0 {
 		n, _ = bw.Write(out[:min(len(out), bw.Available())])
@@ -151,18 +158,63 @@ func (b *Body) offerWhole(bw bufferedWriter) (int64, bool, error) {
 		b.advance(n, rangeOut)
 		return int64(n), true, nil
 	}
-	b.direct.out, b.direct.n, b.direct.err = out[n:], 0, nil
-	err := b.rc.Write(b.direct.offer)
-	n += int(b.direct.n)
-	if err == nil {
-		err = b.direct.err
-	}
-	b.direct.out = nil // the buffer goes back to the pool
+	n += b.offer(out[n:])
+	err := b.direct.err
 	b.advance(n, rangeOut)
 	if err != nil {
 		return int64(n), false, err
 	}
 	return int64(n), n == len(out), nil
+}
+
+// offer makes one write attempt of out that does not wait, and returns
+// the bytes written; b.direct.err is the error that stopped it.
+func (b *Body) offer(out []byte) int {
+	b.direct.out, b.direct.n, b.direct.err = out, 0, nil
+	err := b.rc.Write(b.direct.offer)
+	if err != nil && b.direct.err == nil {
+		b.direct.err = err
+	}
+	b.direct.out = nil // the buffer goes back to the pool
+	return int(b.direct.n)
+}
+
+// offerHeld is offerWhole when the connection holds the head (Hold): what
+// the server has buffered joins it, and the head and out (which starts at
+// buf[HeadRoom]) are offered in one write. held is false, and nothing is
+// written, when there is no held head.
+func (b *Body) offerHeld(bw bufferedWriter, buf, out []byte, rangeOut int) (n int64, done, held bool, err error) {
+	c := b.held.conn
+	if c == nil {
+		return 0, false, false, nil
+	}
+	if bw != nil && bw.Buffered() > 0 {
+		if err := bw.Flush(); err != nil { // into the room, if it fits
+			b.unhold()
+			return 0, false, true, err
+		}
+	}
+	b.held.conn = nil
+	if !c.holding(&b.held.room) {
+		return 0, false, false, nil // written already: offer out alone
+	}
+	c.take()
+	from := frontHeld(buf, b.held.room, HeadRoom)
+	k := HeadRoom - from
+	m := b.offer(buf[from : HeadRoom+len(out)])
+	err = b.direct.err
+	if m < k && err == nil {
+		// The head must leave whole before any other byte: wait for it.
+		var w int
+		w, err = c.Conn.Write(buf[from+m : HeadRoom])
+		m += w
+	}
+	m = max(m-k, 0)
+	b.advance(m, rangeOut)
+	if err != nil {
+		return int64(m), false, true, err
+	}
+	return int64(m), m == len(out), true, nil
 }
 
 // offerStep is offerWhole's rc.Write function: one write that does not

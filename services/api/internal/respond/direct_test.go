@@ -136,18 +136,9 @@ func tcpPair(t *testing.T, clientRcvBuf int) (*net.TCPConn, syscall.RawConn, *ne
 	return sc, rc, cc.(*net.TCPConn)
 }
 
-// sendDirect writes b over a fresh loopback connection the way fasthttp
-// does (headers flushed, then the body's WriteTo on the buffered writer)
-// and returns what the client read; a slow client reads in small pieces
-// with pauses.
-func sendDirect(t *testing.T, b *Body, slow bool) ([]byte, error) {
-	t.Helper()
-	rcv := 0
-	if slow {
-		rcv = 4096
-	}
-	sc, rc, cc := tcpPair(t, rcv)
-	b.SetDirect(rc, b.srcFd)
+// readAll reads everything cc receives until it is closed, and sends it
+// on the channel; a slow client reads in small pieces with pauses.
+func readAll(cc net.Conn, slow bool) <-chan []byte {
 	got := make(chan []byte, 1)
 	go func() {
 		var out []byte
@@ -164,6 +155,22 @@ func sendDirect(t *testing.T, b *Body, slow bool) ([]byte, error) {
 			}
 		}
 	}()
+	return got
+}
+
+// sendDirect writes b over a fresh loopback connection the way fasthttp
+// does (headers flushed, then the body's WriteTo on the buffered writer)
+// and returns what the client read; a slow client reads in small pieces
+// with pauses.
+func sendDirect(t *testing.T, b *Body, slow bool) ([]byte, error) {
+	t.Helper()
+	rcv := 0
+	if slow {
+		rcv = 4096
+	}
+	sc, rc, cc := tcpPair(t, rcv)
+	b.SetDirect(rc, b.srcFd)
+	got := readAll(cc, slow)
 	w := bufio.NewWriterSize(sc, 4096)
 	w.WriteString("HTTP/1.1 200 OK\r\n\r\n")
 	_, err := b.WriteTo(w)

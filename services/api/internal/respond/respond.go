@@ -177,6 +177,8 @@ type Body struct {
 	srcFd  int
 	direct directOps
 	cork   corked
+	// held: the response head, held back (see Hold).
+	held heldHead
 }
 
 // NewBody returns a body of head, src's bytes [start, end), and tail. With
@@ -240,9 +242,24 @@ func (b *Body) fill(p []byte) ([]byte, error) {
 // corked). Call it just before handing the body to the server.
 func (b *Body) Cork(rc syscall.RawConn) { b.cork.hold(rc) }
 
+// Hold makes c hold back what the server writes before the body (its
+// head), in room, so that a body offered whole (see SetDirect) sends it in
+// the same write as its bytes (see Conn). Any other way of sending the body
+// writes the head first. room's capacity is the most held; it must stay
+// untouched until the body is closed. Call it just before handing the body
+// to the server.
+func (b *Body) Hold(c *Conn, room []byte) { b.held.start(c, room) }
+
+// unhold stops holding, writing what is held.
+func (b *Body) unhold() error { return b.held.stop() }
+
 // Read implements io.Reader.
 func (b *Body) Read(p []byte) (int, error) {
 	defer b.cork.release()
+	if err := b.unhold(); err != nil {
+		b.err = err
+		return 0, err
+	}
 	if b.err != nil {
 		return 0, b.err
 	}
@@ -305,6 +322,10 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 			b.err = io.EOF
 			return b.written - start, nil
 		}
+	}
+	if err := b.unhold(); err != nil {
+		b.err = err
+		return b.written - start, err
 	}
 	bp := chunks.Get().(*[]byte)
 	defer chunks.Put(bp)
@@ -369,6 +390,7 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 // io.ErrUnexpectedEOF). Close is idempotent and always returns nil.
 func (b *Body) Close() error {
 	b.cork.release()
+	b.unhold()
 	if b.closed {
 		return nil
 	}
