@@ -273,7 +273,7 @@ func (r *report) ingestSection(p func(string, ...any)) {
 		p("| %s | %s |\n", num(float64(s.rows)), strings.Join(cells, " | "))
 	}
 	p("\n- ours: from starting `bin/ingester --dataset %s --wait FILE` (NATS_URL of a fresh `nats-server -js`, `bin/writer` and `bin/api` with their defaults: FSYNC=batch) until the api's `metadata_only` count equals the rows; process start, stream setup and the commit wait included.\n", benchDataset)
-	p("- ceiling: in the bench process, `encoding/csv` (ReuseRecord) → JSON object by appending bytes → `PublishAsync` (no Msg-Id, window %d) to a fresh stream on a fresh nats-server, while a pull consumer on its own connection fetches batches of %d, writes + flushes a plain NDJSON file and acks each batch (AckAll); no envelope, header, index or fsync.\n", r.opt.window, ceilingFetchBatch)
+	p("- ceiling: in the bench process, `encoding/csv` (ReuseRecord) → JSON object by appending bytes → `PublishAsync` (no Msg-Id, window %d) to a fresh stream on a fresh nats-server, while a pull consumer on its own connection fetches batches of %d, writes + flushes a plain NDJSON file and acks each batch (AckAll); no envelope, header, index or fsync. Timed from before it connects, so its setup (connections, stream, consumer) counts as ours does.\n", r.opt.window, ceilingFetchBatch)
 	p("- runs alternate ceiling, ours, ceiling, ours ... each on fresh servers; the table shows the median run of each. CPU/row ratio = ceiling's CPU per row ÷ ours (both halves and nats-server): it predicts the wall-clock ratio on a saturated 2-core machine and is less disturbed by other load on the machine.\n")
 	for _, s := range r.sizes {
 		m, o := medianOf(s.msgIDCeilings), s.medianOurs()
