@@ -33,13 +33,8 @@ const (
 	serverCacheExpiry = 10 * time.Second
 	// headAllowance is how many bytes may be read near the head of a
 	// growing stream before the consumer trails it: the broker memory a
-	// burst may pin for serverCacheExpiry. Two blocks: a sync of up to
-	// ~15K product rows (the catalogue of most small shops) is read as it
-	// arrives, so it is current right after its end is published; with one
-	// block a 10K-row sync waited for its last 3 MB to be read after its
-	// end (bench, 7 pairs each: 0.71 of the ceiling with one block, 0.75
-	// with two).
-	headAllowance = 2 * serverBlockBytes
+	// burst may pin for serverCacheExpiry.
+	headAllowance = 8 << 20
 	// growthPoll is how long the consumer waits before asking the stream
 	// again whether it still grows.
 	growthPoll = 10 * time.Millisecond
