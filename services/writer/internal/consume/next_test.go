@@ -57,10 +57,8 @@ func TestNextDoesNotWaitAtTheHead(t *testing.T) {
 	c := nextOver(50, 1<<20)
 	c.ch <- Msg{Seq: 1, Pending: 1}
 	c.ch <- Msg{Seq: 2, Pending: 0}
-	go func() {
-		time.Sleep(time.Second)
-		c.ch <- Msg{Seq: 3, Pending: 0}
-	}()
+	// A message that comes later, while Next would still be lingering.
+	time.AfterFunc(500*time.Millisecond, func() { c.ch <- Msg{Seq: 3, Pending: 0} })
 	batch, err := c.Next(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -77,10 +75,8 @@ func TestNextStopsAtHalfTheBudget(t *testing.T) {
 	for seq := uint64(1); seq <= 3; seq++ {
 		c.ch <- Msg{Seq: seq, Data: make([]byte, 200), Pending: 100}
 	}
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		c.ch <- Msg{Seq: 4, Data: make([]byte, 200), Pending: 99}
-	}()
+	// A message that comes later, while Next would still be lingering.
+	time.AfterFunc(500*time.Millisecond, func() { c.ch <- Msg{Seq: 4, Data: make([]byte, 200), Pending: 99} })
 	batch, err := c.Next(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
