@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"errors"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -138,12 +139,7 @@ func (m *Metrics) Route(route string) *Route {
 	}
 	r := &Route{m: m, label: route}
 	r.others.Store(&map[int]*observers{})
-	next := make(map[string]*Route, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[route] = r
-	m.routes.Store(&next)
+	m.routes.Store(with(old, route, r))
 	return r
 }
 
@@ -194,13 +190,17 @@ func (r *Route) other(status int) *observers {
 		return o
 	}
 	o := r.m.resolve(r.label, status)
-	next := make(map[int]*observers, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	next[status] = o
-	r.others.Store(&next)
+	r.others.Store(with(old, status, o))
 	return o
+}
+
+// with returns a copy of old with k set to v: the maps read without a
+// lock are replaced, never written.
+func with[K comparable, V any](old map[K]V, k K, v V) *map[K]V {
+	next := make(map[K]V, len(old)+1)
+	maps.Copy(next, old)
+	next[k] = v
+	return &next
 }
 
 // resolve looks up the label children of route and status.

@@ -239,13 +239,7 @@ func TestRangeEveryPageSizeAndOffset(t *testing.T) {
 		vals[2] = "r"
 	}}
 	datadirtest.Publish(t, dir, g)
-	s := New(dir, nil)
-	defer s.Close()
-	l, err := s.Acquire("d", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
+	l := leaseOn(t, dir, "d")
 	all := wantLines(t, g, 0, 1200)
 	starts := make([]int, 1201) // byte offset of record i in all
 	for i, p := 0, 0; i < 1200; i++ {

@@ -18,13 +18,7 @@ func TestMappedIndexCutUnderALease(t *testing.T) {
 	dir := t.TempDir()
 	g := datadirtest.Gen{Dataset: "d", Generation: 1, Rows: 2000}
 	datadirtest.Publish(t, dir, g)
-	s := New(dir, nil)
-	defer s.Close()
-	l, err := s.Acquire("d", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
+	l := leaseOn(t, dir, "d")
 	if l.h.idxMap == nil {
 		t.Fatal("the index is not mapped: the copy path goes untested")
 	}

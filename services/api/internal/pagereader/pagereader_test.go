@@ -13,6 +13,20 @@ import (
 	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
 )
 
+// leaseOn opens a Store on dir and leases dataset name's current
+// generation, both released when the test ends.
+func leaseOn(t *testing.T, dir, name string) Lease {
+	t.Helper()
+	s := New(dir, nil)
+	t.Cleanup(func() { s.Close() })
+	l, err := s.Acquire(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Release)
+	return l
+}
+
 func readRange(t *testing.T, l Lease, first, n uint64) []byte {
 	t.Helper()
 	start, end, err := l.Range(first, n)

@@ -33,13 +33,7 @@ func TestSpanRefusesEntriesThatDoNotGoForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	s := New(dir, nil)
-	defer s.Close()
-	l, err := s.Acquire("d", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
+	l := leaseOn(t, dir, "d")
 	var sp Span
 	for _, first := range []uint64{0, 2} {
 		if err := l.Span(first, 10, &sp); !errors.Is(err, schema.ErrIndexFormat) {
@@ -55,13 +49,7 @@ func TestSpanRefusesEntriesThatDoNotGoForward(t *testing.T) {
 func TestSpanDoesNotAllocate(t *testing.T) {
 	dir := t.TempDir()
 	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 1, Rows: 300})
-	s := New(dir, nil)
-	defer s.Close()
-	l, err := s.Acquire("d", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
+	l := leaseOn(t, dir, "d")
 	var sp Span
 	if n := testing.AllocsPerRun(100, func() {
 		if err := l.Span(7, 100, &sp); err != nil {

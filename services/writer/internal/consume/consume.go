@@ -181,14 +181,14 @@ func (c *Consumer) Next(ctx context.Context, dst []Msg) ([]Msg, error) {
 	case <-ctx.Done():
 		return dst, ctx.Err()
 	}
-	bytes := len(dst[len(dst)-1].Data)
+	held := len(dst[len(dst)-1].Data)
 	for len(dst) < c.cfg.BatchMax {
 		var m Msg
 		select {
 		case m = <-c.ch:
 		default:
 			last := dst[len(dst)-1]
-			if last.Pending == 0 || bytes >= c.cfg.BudgetBytes/2 {
+			if last.Pending == 0 || held >= c.cfg.BudgetBytes/2 {
 				return dst, nil
 			}
 			var ok bool
@@ -197,7 +197,7 @@ func (c *Consumer) Next(ctx context.Context, dst []Msg) ([]Msg, error) {
 			}
 		}
 		dst = append(dst, m)
-		bytes += len(m.Data)
+		held += len(m.Data)
 	}
 	return dst, nil
 }

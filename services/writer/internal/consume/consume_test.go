@@ -1,32 +1,19 @@
 package consume
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/pkg/schema/jstest"
 )
 
 // TestEveryMessageInOrderWhileTheStreamGrows publishes more than the head
 // allowance and a block while the consumer reads, so it follows the head,
 // trails it, then catches up once the publisher stops.
 func TestEveryMessageInOrderWhileTheStreamGrows(t *testing.T) {
-	srv := jstest.Start(t)
-	js, err := jetstream.New(srv.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := schema.EnsureStream(ctx, js, schema.StreamOptions{Name: schema.DefaultStream, Replicas: 1, MaxBytes: schema.DefaultStreamMaxBytes}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, js, _ := rowsStream(t, time.Minute)
 	const total = 40_000 // 40 MiB: past the allowance and a block behind
 	body := make([]byte, 1024)
 	published := make(chan error, 1)
@@ -93,16 +80,7 @@ func TestEveryMessageInOrderWhileTheStreamGrows(t *testing.T) {
 // TestStartFromASequenceAndStop starts past the first messages and stops
 // while a fetch waits at the head.
 func TestStartFromASequenceAndStop(t *testing.T) {
-	srv := jstest.Start(t)
-	js, err := jetstream.New(srv.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := schema.EnsureStream(ctx, js, schema.StreamOptions{Name: schema.DefaultStream, Replicas: 1, MaxBytes: schema.DefaultStreamMaxBytes}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, js, _ := rowsStream(t, 30*time.Second)
 	for i := 0; i < 10; i++ {
 		if _, err := js.Publish(ctx, schema.Subject("orders"), []byte{byte('0' + i)}); err != nil {
 			t.Fatal(err)

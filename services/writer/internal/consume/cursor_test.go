@@ -8,24 +8,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/pkg/schema/jstest"
 )
 
 // TestCursorReadsOnWhereItStoppedWhenItsConsumerIsLost deletes the
 // cursor's consumer on the broker between fetches: the next fetch creates
 // one where the last stopped, with nothing missed or repeated.
 func TestCursorReadsOnWhereItStoppedWhenItsConsumerIsLost(t *testing.T) {
-	srv := jstest.Start(t)
-	js, err := jetstream.New(srv.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := schema.EnsureStream(ctx, js, schema.StreamOptions{Name: schema.DefaultStream, Replicas: 1, MaxBytes: schema.DefaultStreamMaxBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, js, stream := rowsStream(t, 30*time.Second)
 	for i := 0; i < 30; i++ {
 		if _, err := js.Publish(ctx, schema.Subject("orders"), []byte("row")); err != nil {
 			t.Fatal(err)
