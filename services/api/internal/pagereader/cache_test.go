@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
@@ -129,15 +130,18 @@ func TestEveryHeaderRewriteIsSeen(t *testing.T) {
 	}
 }
 
-// A generation's files replaced by rename while a lease reads the old ones:
-// the lease keeps its bytes, the next Acquire serves the new files.
+// The current generation's files replaced by rename, by hand (CURRENT left
+// alone), while a lease reads the old ones: the lease keeps its bytes, and
+// the first Acquire once the recheck time has passed serves the new files.
 func TestFilesReplacedByRenameUnderALease(t *testing.T) {
 	dir := t.TempDir()
 	old := datadirtest.Gen{Dataset: "d", Generation: 4, Rows: 30, Tag: "old"}
 	datadirtest.Publish(t, dir, old)
 	s := New(dir, nil)
 	defer s.Close()
+	s.recheck = 20 * time.Millisecond
 	acquireGen(t, s, "d")
+	acquireGen(t, s, "d") // vouched for under this CURRENT
 	held, err := s.Acquire("d", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +158,7 @@ func TestFilesReplacedByRenameUnderALease(t *testing.T) {
 	if err := os.Rename(newData, oldData); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(s.recheck)
 	l, err := s.Acquire("d", 0)
 	if err != nil {
 		t.Fatal(err)

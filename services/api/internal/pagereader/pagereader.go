@@ -12,14 +12,18 @@
 // read is a copy out of the index mapped read-only, with no system call,
 // whenever the entries lie in the mapping.
 //
-// Per request, Acquire validates everything it keeps and trusts nothing by
-// age, with two system calls and no lock in the usual case:
+// Per request, Acquire validates what it keeps with one system call and no
+// lock in the usual case:
 //
 //   - a stat of CURRENT, compared with the identity of the CURRENT it last
 //     read, which it keeps open (so no other file can take its inode): a
 //     CURRENT renamed into place is seen by the very next request;
 //   - a stat of the data file, compared with the open one's inode: a
-//     pruned or replaced file is seen at once;
+//     pruned or replaced file is seen at once. For the generation CURRENT
+//     names, one such stat made while the same CURRENT is in place holds
+//     for dataRecheck: the writer prunes or replaces that generation's
+//     files only after replacing or removing CURRENT, so only files
+//     replaced by hand, CURRENT left alone, are seen up to a second late;
 //   - the whole header block, compared byte for byte with the last one
 //     decoded, through a read-only mapping of it (the page cache itself,
 //     no system call): an append, a rollback or a torn rewrite is never
@@ -90,6 +94,9 @@ type Store struct {
 	leases    atomic.Int64 // leases not yet released
 
 	tornRetries atomic.Uint64
+
+	// recheck is dataRecheck; tests shorten it.
+	recheck time.Duration
 }
 
 type dataset struct {
@@ -121,7 +128,40 @@ type currentFile struct {
 	id  fileID
 	gen uint64
 	fd  int
+
+	// vouched is the handle of generation gen whose data file a stat
+	// showed to be the file at its name while this CURRENT was in force,
+	// and vouchedAt when (monoNow). Until dataRecheck has passed, a request
+	// that finds this CURRENT still in place leases that handle without a
+	// stat of the data file: the writer never prunes or replaces the files
+	// of the generation CURRENT names without replacing or removing CURRENT
+	// first. Only a change made by hand goes unseen, for at most dataRecheck.
+	vouched   atomic.Pointer[handle]
+	vouchedAt atomic.Int64
 }
+
+// dataRecheck is how long a stat of the current generation's data file is
+// trusted while CURRENT stays the same file (see currentFile.vouched): how
+// late a data file pruned or replaced by hand, CURRENT left alone, is seen.
+const dataRecheck = time.Second
+
+// vouches reports whether h was seen to be gen's data file while c was in
+// force, less than recheck ago.
+func (c *currentFile) vouches(h *handle, recheck time.Duration) bool {
+	return c.vouched.Load() == h && monoNow()-c.vouchedAt.Load() < int64(recheck)
+}
+
+// vouch records that a stat made while c was in force showed h's data file
+// at its name.
+func (c *currentFile) vouch(h *handle, at int64) {
+	c.vouchedAt.Store(at)
+	c.vouched.Store(h)
+}
+
+var monoEpoch = time.Now()
+
+// monoNow is the monotonic clock, in nanoseconds since the process started.
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }
 
 // fileID is what a stat says about a file's identity and last change.
 type fileID struct {
@@ -195,7 +235,7 @@ func New(dataDir string, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{dir: dataDir, log: log, root: newRoot(dataDir), datasets: make(map[string]*dataset)}
+	s := &Store{dir: dataDir, log: log, root: newRoot(dataDir), datasets: make(map[string]*dataset), recheck: dataRecheck}
 	s.publishLocked()
 	return s
 }
@@ -288,14 +328,15 @@ func (s *Store) Acquire(name string, pin uint64) (Lease, error) {
 	d := s.lookup(name)
 	for attempt := 0; ; attempt++ {
 		gen := pin
+		var cur *currentFile
 		if pin == 0 {
-			g, err := s.currentGen(d)
+			g, c, err := s.currentGen(d)
 			if err != nil {
 				return Lease{}, s.noCurrent(d, err)
 			}
-			gen = g
+			gen, cur = g, c
 		}
-		h, err := s.handle(d, gen, pin == 0)
+		h, err := s.handle(d, gen, pin == 0, cur)
 		if errors.Is(err, fs.ErrNotExist) {
 			if pin != 0 {
 				return Lease{}, s.pinnedMissing(d, pin)
@@ -342,17 +383,26 @@ func (s *Store) lookup(name string) *dataset {
 
 // handle returns gen's handle with one more reference, opening it if needed.
 // A cached handle whose data file was pruned or replaced is retired first.
-func (s *Store) handle(d *dataset, gen uint64, fromCurrent bool) (*handle, error) {
+// cur is the CURRENT in force that named gen, if any and kept.
+func (s *Store) handle(d *dataset, gen uint64, fromCurrent bool, cur *currentFile) (*handle, error) {
 	var st unix.Stat_t
 	// The usual case, without the lock: the current generation's handle,
-	// still the file at its name (one stat: not pruned, not replaced), and
-	// still open. It may have been retired meanwhile (a newer generation,
-	// seen by another request after this one read CURRENT): serving it is
-	// what this request would have done a moment earlier, and its files stay
-	// open while leased.
+	// still the file at its name (vouched for under the CURRENT in force,
+	// or one stat: not pruned, not replaced), and still open. It may have
+	// been retired meanwhile (a newer generation, seen by another request
+	// after this one read CURRENT): serving it is what this request would
+	// have done a moment earlier, and its files stay open while leased.
 	if h := d.hot.Load(); h != nil && h.gen == gen {
+		if cur != nil && cur.vouches(h, s.recheck) && h.tryRef() {
+			s.leases.Add(1)
+			return h, nil
+		}
+		at := monoNow()
 		err := s.root.stat(h.dataRel, &st)
 		if err == nil && uint64(st.Dev) == h.dev && st.Ino == h.ino && h.tryRef() {
+			if cur != nil && cur.gen == gen {
+				cur.vouch(h, at)
+			}
 			s.leases.Add(1)
 			return h, nil
 		}
@@ -620,40 +670,41 @@ func (s *Store) readHeader(h *handle) (*headerSnap, error) {
 	}
 }
 
-// currentGen returns the generation d's CURRENT names. It stats CURRENT and,
+// currentGen returns the generation d's CURRENT names, and CURRENT as read
+// (nil for a dataset the Store does not keep yet). It stats CURRENT and,
 // when the stat shows the file it read last time (see currentFile), takes
 // the generation read then; otherwise it reads CURRENT again and, for a
 // dataset the Store keeps, remembers what it read. The stat comes before
 // the remembered file is looked at: a remembered file is open until it is
 // replaced, so it was open at the time of the stat.
-func (s *Store) currentGen(d *dataset) (uint64, error) {
+func (s *Store) currentGen(d *dataset) (uint64, *currentFile, error) {
 	var st unix.Stat_t
 	if err := s.root.stat(d.currentRel, &st); err != nil {
 		if err == unix.ENOENT || err == unix.ENOTDIR {
-			return 0, fs.ErrNotExist
+			return 0, nil, fs.ErrNotExist
 		}
-		return 0, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, d.currentPath, err)
+		return 0, nil, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, d.currentPath, err)
 	}
 	if c := d.cur.Load(); c != nil && c.id == idOf(&st) {
-		return c.gen, nil
+		return c.gen, c, nil
 	}
 	c, err := openCurrent(d.currentPath)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	// This request answers from what it read itself, whatever another one
 	// remembers meanwhile: a later stat that disagrees reads CURRENT again.
 	s.mu.Lock()
-	if s.datasets[d.name] == d {
-		if old := d.cur.Swap(c); old != nil {
-			syscall.Close(old.fd)
-		}
-	} else {
+	defer s.mu.Unlock()
+	if s.datasets[d.name] != d {
 		// A dataset not kept (yet): nothing to remember it in.
 		syscall.Close(c.fd)
+		return c.gen, nil, nil
 	}
-	s.mu.Unlock()
-	return c.gen, nil
+	if old := d.cur.Swap(c); old != nil {
+		syscall.Close(old.fd)
+	}
+	return c.gen, c, nil
 }
 
 // dropCurrentLocked forgets d's remembered CURRENT and closes it.

@@ -172,10 +172,15 @@ func TestReplacedFilesAreReopened(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Release()
-	// A rebuild writes the same generation again as new files.
+	acquireGen(t, s, "d") // vouched for under this CURRENT
+	// A rebuild (writer --rebuild) removes the files and CURRENT, writes
+	// the same generation again as new files, then CURRENT.
 	datadirtest.Remove(t, dir, "d", 4)
+	if err := os.Remove(filepath.Join(dir, "d", schema.CurrentFile)); err != nil {
+		t.Fatal(err)
+	}
 	g := datadirtest.Gen{Dataset: "d", Generation: 4, Rows: 6, Tag: "new"}
-	datadirtest.Write(t, dir, g)
+	datadirtest.Publish(t, dir, g)
 	l, err = s.Acquire("d", 0)
 	if err != nil {
 		t.Fatal(err)
