@@ -201,6 +201,13 @@ type handle struct {
 	// (see idxSweepEvery). Unmapped with the files.
 	idxMap   []byte
 	idxReads atomic.Uint32
+	// dataMap is the data file mapped read-only (MAP_SHARED), as long as
+	// it was when opened, or nil: small reads of records are copies out of
+	// it instead of system calls (see dataFile). dataCopied counts the
+	// bytes copied, to drop the mapped pages now and then (see
+	// dataSweepBytes). Unmapped with the files.
+	dataMap    []byte
+	dataCopied atomic.Uint64
 
 	// refs counts the leases, plus one while the handle is not retired;
 	// the files close when it reaches 0, after which it never rises again.
@@ -296,14 +303,15 @@ func (l Lease) SetMemo(b []byte) {
 }
 
 // Data is the generation's data file, for reading while the lease is held.
-func (l Lease) Data() io.ReaderAt { return l.h.data }
+// Its small reads are copies out of the mapped file (see dataFile).
+func (l Lease) Data() io.ReaderAt { return (*dataFile)(l.h) }
 
 // DataFd is the descriptor of the data file (for sendfile), valid while the
 // lease is held. Read it only at explicit offsets: it is shared.
 func (l Lease) DataFd() int { return l.h.dataFd }
 
-// ReadAt reads the generation's data file.
-func (l Lease) ReadAt(p []byte, off int64) (int, error) { return l.h.data.ReadAt(p, off) }
+// ReadAt reads the generation's data file, as Data does.
+func (l Lease) ReadAt(p []byte, off int64) (int, error) { return (*dataFile)(l.h).ReadAt(p, off) }
 
 // Release gives the generation back; its files close once no lease holds
 // them and it is no longer the one served.
@@ -520,6 +528,10 @@ func (s *Store) closeLocked(h *handle) {
 		unix.Munmap(h.idxMap)
 		h.idxMap = nil
 	}
+	if h.dataMap != nil {
+		unix.Munmap(h.dataMap)
+		h.dataMap = nil
+	}
 
 	h.data.Close()
 	h.idx.Close()
@@ -580,6 +592,13 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 	// system without mmap), every Acquire reads the block instead.
 	if m, err := unix.Mmap(int(data.Fd()), 0, hdr.Size, unix.PROT_READ, unix.MAP_SHARED); err == nil {
 		h.hdrMap = m
+	}
+	// The data file mapped as long as it is now (records appended later
+	// are read with a system call); an unmappable one is read.
+	if err := syscall.Fstat(int(data.Fd()), &st); err == nil && st.Size > 0 {
+		if m, err := unix.Mmap(int(data.Fd()), 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+			h.dataMap = m
+		}
 	}
 	// The index mapped as long as it is now (entries appended later are
 	// read with a system call); an empty or unmappable one is read.

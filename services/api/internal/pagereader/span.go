@@ -103,7 +103,7 @@ const idxSweepEvery = 1024
 // still ask for them) makes the copy fault: that is an error, not a crash.
 func (h *handle) readEntries(b []byte, off int64) error {
 	if m := h.idxMap; m != nil && off >= 0 && off+int64(len(b)) <= int64(len(m)) {
-		if err := copyMapped(b, m[off:off+int64(len(b))]); err != nil {
+		if err := copyMapped(b, m[off:off+int64(len(b))], "index"); err != nil {
 			return err
 		}
 		if h.idxReads.Add(1)%idxSweepEvery == 0 {
@@ -121,15 +121,15 @@ func (h *handle) readEntries(b []byte, off int64) error {
 }
 
 // copyMapped copies a mapped file region into dst, turning the fault of a
-// file cut shorter than the mapping into an error.
-func copyMapped(dst, m []byte) (err error) {
+// file cut shorter than the mapping into an error; what names the file.
+func copyMapped(dst, m []byte, what string) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			if _, fault := r.(interface{ Addr() uintptr }); !fault {
 				panic(r)
 			}
-			err = fmt.Errorf("%w: the index is shorter than it was: %v", io.ErrUnexpectedEOF, r)
+			err = fmt.Errorf("%w: the %s is shorter than it was: %v", io.ErrUnexpectedEOF, what, r)
 		}
 	}()
 	copy(dst, m)
