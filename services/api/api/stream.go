@@ -36,16 +36,12 @@ func (s *Server) stream(c *fiber.Ctx, lease pagereader.Lease, route string, form
 			// The body may write to the socket itself (see
 			// respond.Body.SetDirect). Not corked: TCP_CORK's two system
 			// calls cost more than the packet they save. A JSON body
-			// offered whole (up to respond.BigMax bytes) has the
-			// connection hold its headers instead (respond.Conn: no
-			// system call), to send them in its one write; NDJSON by
-			// sendfile and larger, chunked bodies write them first.
-			//
-			// Measured on loopback, 32 connections, a head held against
-			// one written first: limit=60 JSON (76 KiB) +4–9% req/s,
-			// limit=100 (126 KiB) +10%, limit=200 (250 KiB) the same.
+			// offered whole of up to heldOfferMax bytes has the connection
+			// hold its headers instead (respond.Conn: no system call), to
+			// send them in its one write; a larger one, NDJSON by sendfile
+			// and chunked bodies write them first.
 			ps.body.SetDirect(rc, lease.DataFd())
-			if hc, ok := c.Context().Conn().(*respond.Conn); ok && format == params.JSON && ps.body.Size() <= respond.BigMax {
+			if hc, ok := c.Context().Conn().(*respond.Conn); ok && format == params.JSON && ps.body.Size() <= heldOfferMax {
 				ps.body.Hold(hc, ps.room[:])
 			}
 		}
@@ -54,6 +50,13 @@ func (s *Server) stream(c *fiber.Ctx, lease pagereader.Lease, route string, form
 	}
 	s.streamWriter(c, lease, route, started, format, gz, head, span, tail)
 }
+
+// heldOfferMax is the largest JSON body offered whole with its headers in
+// the same write. Measured on loopback (BBR, TCP small queues): a write
+// of just over two 64 KiB segments leaves a small last segment that the
+// kernel holds back until the first ones are freed, which costs more than
+// the headers' own write saves; up to one segment, one write is cheaper.
+const heldOfferMax = 64<<10 - respond.HeadRoom
 
 // streamWriter streams a CSV or gzip page through a body stream writer. It
 // is a function of its own because its closure captures the lease: in
