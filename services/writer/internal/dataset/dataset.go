@@ -971,9 +971,11 @@ func duplicate(fields []string) string {
 
 // Wipe removes the rowpipe files of a dataset (writer --rebuild):
 // generations and CURRENT in its folder dir, and its state file statePath.
-// Anything else is left alone.
+// Anything else is left alone. CURRENT goes first: readers may trust the
+// files of the generation CURRENT names for as long as CURRENT stays in
+// place (pkg/schema/docs/files.md).
 func Wipe(fsys disk.FS, dir, statePath string) error {
-	for _, path := range []string{statePath, statePath + ".tmp"} {
+	for _, path := range []string{statePath, statePath + ".tmp", filepath.Join(dir, schema.CurrentFile), filepath.Join(dir, schema.CurrentFile+".tmp")} {
 		if err := disk.RemoveIfExists(fsys, path); err != nil {
 			return err
 		}
@@ -983,11 +985,8 @@ func Wipe(fsys disk.FS, dir, statePath string) error {
 		return err
 	}
 	for _, e := range entries {
-		name := e.Name()
-		_, isGen := schema.GenerationOf(name)
-		switch {
-		case isGen, name == schema.CurrentFile, name == schema.CurrentFile+".tmp":
-			if err := disk.RemoveIfExists(fsys, filepath.Join(dir, name)); err != nil {
+		if _, isGen := schema.GenerationOf(e.Name()); isGen {
+			if err := disk.RemoveIfExists(fsys, filepath.Join(dir, e.Name())); err != nil {
 				return err
 			}
 		}
