@@ -122,13 +122,21 @@ func TestBatchesAreCountedOnlyOnceWritten(t *testing.T) {
 	}
 }
 
-func TestOpenCutsATornTail(t *testing.T) {
+// createFaulty creates generation gen in a fresh folder, on a file layer
+// that can inject faults, syncing batches.
+func createFaulty(t *testing.T, gen uint64) (string, *disk.Faulty, *Gen) {
+	t.Helper()
 	dir := t.TempDir()
 	f := disk.NewFaulty(disk.OS{})
-	g, err := Create(files(dir, f, SyncBatch), newHeader(3))
+	g, err := Create(files(dir, f, SyncBatch), newHeader(gen))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, f, g
+}
+
+func TestOpenCutsATornTail(t *testing.T) {
+	dir, f, g := createFaulty(t, 3)
 	appendBatch(g, 0, 5)
 	g.AppendReject([]byte(`{"line":4,"reason":"x"}`), 4, 104, t0)
 	if err := g.Flush(); err != nil {
@@ -183,12 +191,7 @@ func appendFile(t *testing.T, path string, b []byte) {
 }
 
 func TestOpenRebuildsATornHeaderFromTheIndex(t *testing.T) {
-	dir := t.TempDir()
-	f := disk.NewFaulty(disk.OS{})
-	g, err := Create(files(dir, f, SyncBatch), newHeader(3))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, f, g := createFaulty(t, 3)
 	base := g.Header()
 	appendBatch(g, 0, 5)
 	if err := g.Flush(); err != nil {
@@ -276,12 +279,7 @@ func TestRollBackRestoresTheEarlierGeneration(t *testing.T) {
 }
 
 func TestAFullDiskNeverLeavesAPartialHeader(t *testing.T) {
-	dir := t.TempDir()
-	f := disk.NewFaulty(disk.OS{})
-	g, err := Create(files(dir, f, SyncBatch), newHeader(9))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, f, g := createFaulty(t, 9)
 	appendBatch(g, 0, 10)
 	if err := g.Flush(); err != nil {
 		t.Fatal(err)

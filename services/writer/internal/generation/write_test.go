@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/writer/internal/disk"
 )
 
 // A batch is written in chunks of at most writeChunk bytes (a larger
@@ -19,12 +18,7 @@ import (
 // offsets, and the files come out byte for byte as one write would leave
 // them.
 func TestABatchIsWrittenInChunksAndRetriedWhole(t *testing.T) {
-	dir := t.TempDir()
-	f := disk.NewFaulty(disk.OS{})
-	g, err := Create(files(dir, f, SyncBatch), newHeader(3))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, f, g := createFaulty(t, 3)
 	var recs [][]byte
 	for i := range 300 {
 		size := 700 + i%900
