@@ -190,9 +190,9 @@ type handle struct {
 	index    *schema.Index
 	dev, ino uint64
 	hdr      atomic.Pointer[headerSnap]
-	// hdrMap is the data file's header block mapped read-only (MAP_SHARED:
-	// the page cache itself, so it shows every write as a read would), or
-	// nil. Unmapped with the files, when no lease holds the handle.
+	// hdrMap is the data file's header block as mapped (the start of
+	// dataMap: the page cache itself, so it shows every write as a read
+	// would), or nil.
 	hdrMap []byte
 	// idxMap is the index file mapped read-only (MAP_SHARED), as long as
 	// it was when opened, or nil: Span copies a page's entries out of it
@@ -202,10 +202,11 @@ type handle struct {
 	idxMap   []byte
 	idxReads atomic.Uint32
 	// dataMap is the data file mapped read-only (MAP_SHARED), as long as
-	// it was when opened, or nil: small reads of records are copies out of
-	// it instead of system calls (see dataFile). dataCopied counts the
-	// bytes copied, to drop the mapped pages now and then (see
-	// dataSweepBytes). Unmapped with the files.
+	// it was when opened, or nil: the header is compared through it and
+	// small reads of records are copies out of it instead of system calls
+	// (see dataFile). dataCopied counts the bytes copied, to drop the
+	// mapped pages now and then (see dataSweepBytes). Unmapped with the
+	// files, when no lease holds the handle.
 	dataMap    []byte
 	dataCopied atomic.Uint64
 
@@ -408,7 +409,7 @@ func (s *Store) handle(d *dataset, gen uint64, fromCurrent bool, cur *currentFil
 		at := monoNow()
 		err := s.root.stat(h.dataRel, &st)
 		if err == nil && uint64(st.Dev) == h.dev && st.Ino == h.ino && h.tryRef() {
-			if cur != nil && cur.gen == gen {
+			if cur != nil { // it named gen
 				cur.vouch(h, at)
 			}
 			s.leases.Add(1)
@@ -520,17 +521,12 @@ func (s *Store) retireLocked(h *handle) {
 }
 
 func (s *Store) closeLocked(h *handle) {
-	if h.hdrMap != nil {
-		unix.Munmap(h.hdrMap)
-		h.hdrMap = nil
-	}
-	if h.idxMap != nil {
-		unix.Munmap(h.idxMap)
-		h.idxMap = nil
-	}
-	if h.dataMap != nil {
-		unix.Munmap(h.dataMap)
-		h.dataMap = nil
+	h.hdrMap = nil // part of dataMap
+	for _, m := range []*[]byte{&h.dataMap, &h.idxMap} {
+		if *m != nil {
+			unix.Munmap(*m)
+			*m = nil
+		}
 	}
 
 	h.data.Close()
@@ -587,27 +583,33 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 		return fail(fmt.Errorf("%w: %s: %w", ErrUnavailable, dataPath, err))
 	}
 	h.hdr.Store(&headerSnap{raw: raw, h: hdr}) // a stale raw only costs one decode later
-	// The header block mapped read-only: Acquire compares it with the last
-	// bytes decoded without a system call. Where mapping fails (a file
-	// system without mmap), every Acquire reads the block instead.
-	if m, err := unix.Mmap(int(data.Fd()), 0, hdr.Size, unix.PROT_READ, unix.MAP_SHARED); err == nil {
-		h.hdrMap = m
+	// The data file mapped as long as it was when opened (records
+	// appended later are read with a system call): Acquire compares the
+	// header block through it with the last bytes decoded, without a
+	// system call. Where mapping fails (a file system without mmap), every
+	// Acquire reads the block instead.
+	h.dataMap = mapWhole(int(data.Fd()), st.Size)
+	if len(h.dataMap) >= hdr.Size {
+		h.hdrMap = h.dataMap[:hdr.Size]
 	}
-	// The data file mapped as long as it is now (records appended later
-	// are read with a system call); an unmappable one is read.
-	if err := syscall.Fstat(int(data.Fd()), &st); err == nil && st.Size > 0 {
-		if m, err := unix.Mmap(int(data.Fd()), 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
-			h.dataMap = m
-		}
-	}
-	// The index mapped as long as it is now (entries appended later are
-	// read with a system call); an empty or unmappable one is read.
-	if err := syscall.Fstat(int(idx.Fd()), &st); err == nil && st.Size > 0 {
-		if m, err := unix.Mmap(int(idx.Fd()), 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
-			h.idxMap = m
-		}
+	// The index mapped the same way; an empty or unmappable one is read.
+	if err := syscall.Fstat(int(idx.Fd()), &st); err == nil {
+		h.idxMap = mapWhole(int(idx.Fd()), st.Size)
 	}
 	return h, nil
+}
+
+// mapWhole maps the first size bytes of fd read-only (MAP_SHARED), or
+// returns nil when size is 0 or the mapping fails.
+func mapWhole(fd int, size int64) []byte {
+	if size <= 0 {
+		return nil
+	}
+	m, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // Retry budget for torn headers: the writer's rewrite is one pwrite, so a
