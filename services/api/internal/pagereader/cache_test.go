@@ -24,8 +24,8 @@ func acquireGen(t *testing.T, s *Store, name string) uint64 {
 	return l.Header.Generation
 }
 
-// The Store remembers CURRENT and validates it with one stat: a CURRENT
-// renamed into place must be seen by the very next Acquire, however fast
+// The Store remembers CURRENT, kept open, and validates it with one fstat:
+// a CURRENT renamed into place (which unlinks the kept one) must be seen by the very next Acquire, however fast
 // the renames come (same size, same second, inode numbers freed and
 // reused by the file system in between).
 func TestCurrentRenamedIsSeenByTheNextAcquire(t *testing.T) {
@@ -88,6 +88,28 @@ func TestCurrentRemovedThenWrittenAgain(t *testing.T) {
 	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 9, Rows: 4})
 	if got := acquireGen(t, s, "d"); got != 9 {
 		t.Fatalf("after CURRENT came back: %d", got)
+	}
+}
+
+// The dataset folder moved away by hand and made again: the kept CURRENT
+// is untouched (still linked, same size and times), so its fstat cannot
+// tell; the first Acquire once the recheck time has passed (a stat of the
+// path) serves the new folder.
+func TestDatasetFolderMovedAwayIsSeenAfterTheRecheck(t *testing.T) {
+	dir := t.TempDir()
+	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 3, Rows: 2})
+	s := New(dir, nil)
+	defer s.Close()
+	s.recheck = 50 * time.Millisecond
+	acquireGen(t, s, "d")
+	acquireGen(t, s, "d")
+	if err := os.Rename(filepath.Join(dir, "d"), filepath.Join(dir, "d-moved")); err != nil {
+		t.Fatal(err)
+	}
+	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 9, Rows: 4})
+	time.Sleep(s.recheck)
+	if got := acquireGen(t, s, "d"); got != 9 {
+		t.Fatalf("dataset folder made again, recheck passed: generation %d, want 9", got)
 	}
 }
 

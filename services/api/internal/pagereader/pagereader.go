@@ -15,9 +15,13 @@
 // Per request, Acquire validates what it keeps with one system call and no
 // lock in the usual case:
 //
-//   - a stat of CURRENT, compared with the identity of the CURRENT it last
-//     read, which it keeps open (so no other file can take its inode): a
-//     CURRENT renamed into place is seen by the very next request;
+//   - an fstat of the CURRENT it last read, which it keeps open: a CURRENT
+//     renamed into place or removed unlinks that file, and an edit in place
+//     changes its size and times, so either is seen by the very next
+//     request. A stat of CURRENT's path, compared with the kept file's
+//     identity (no other file can take its inode while it is open), is
+//     made once per dataRecheck on top, for a dataset folder replaced by
+//     hand;
 //   - a stat of the data file, compared with the open one's inode: a
 //     pruned or replaced file is seen at once. For the generation CURRENT
 //     names, one such stat made while the same CURRENT is in place holds
@@ -30,7 +34,7 @@
 //     missed, and changed bytes are decoded from a private copy whose
 //     checksum is checked.
 //
-// Both stats are relative to DATA_DIR held open (see root).
+// The stats of paths are relative to DATA_DIR held open (see root).
 //
 // Handles are reference counted. When a newer generation becomes current,
 // or a generation's files are pruned or replaced, its handle is retired:
@@ -124,10 +128,22 @@ type dataset struct {
 // path that shows this inode (and size, mtime and ctime, which also catch
 // an edit in place) shows this very file. A stat that shows anything else
 // means CURRENT moved on, and it is read again.
+//
+// Between stats of the path, fstat of the descriptor kept open is enough
+// for up to dataRecheck (see fresh): the writer replaces CURRENT by
+// renaming over it and --rebuild removes it, and either unlinks this file,
+// which its link count then shows; an edit in place shows in its size and
+// times, and a rename or a new link in its ctime. Only a change that leaves
+// this file alone, such as the dataset folder moved away by hand and made
+// again, goes unseen until the next stat of the path.
 type currentFile struct {
 	id  fileID
 	gen uint64
 	fd  int
+
+	// foundAt is when (monoNow) a stat of CURRENT's path last showed this
+	// file.
+	foundAt atomic.Int64
 
 	// vouched is the handle of generation gen whose data file a stat
 	// showed to be the file at its name while this CURRENT was in force,
@@ -144,6 +160,22 @@ type currentFile struct {
 // trusted while CURRENT stays the same file (see currentFile.vouched): how
 // late a data file pruned or replaced by hand, CURRENT left alone, is seen.
 const dataRecheck = time.Second
+
+// fresh reports whether c is still the CURRENT in force, as far as one
+// fstat of its descriptor can tell: the file is still linked and unchanged,
+// and a stat of the path showed it less than recheck ago. The descriptor
+// may have been closed and its number reused meanwhile (c was replaced by
+// another request); another file's stat then differs from c.id.
+func (c *currentFile) fresh(recheck time.Duration) bool {
+	if monoNow()-c.foundAt.Load() >= int64(recheck) {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(c.fd, &st); err != nil {
+		return false
+	}
+	return st.Nlink > 0 && idOf(&st) == c.id
+}
 
 // vouches reports whether h was seen to be gen's data file while c was in
 // force, less than recheck ago.
@@ -692,14 +724,20 @@ func (s *Store) readHeader(h *handle) (*headerSnap, error) {
 }
 
 // currentGen returns the generation d's CURRENT names, and CURRENT as read
-// (nil for a dataset the Store does not keep yet). It stats CURRENT and,
-// when the stat shows the file it read last time (see currentFile), takes
-// the generation read then; otherwise it reads CURRENT again and, for a
-// dataset the Store keeps, remembers what it read. The stat comes before
-// the remembered file is looked at: a remembered file is open until it is
-// replaced, so it was open at the time of the stat.
+// (nil for a dataset the Store does not keep yet). While the remembered
+// CURRENT is fresh (an fstat of it), it takes the generation read then.
+// Otherwise it stats CURRENT's path and, when the stat shows the file it
+// read last time (see currentFile), takes that generation; else it reads
+// CURRENT again and, for a dataset the Store keeps, remembers what it
+// read. The stat comes before the remembered file is looked at: a
+// remembered file is open until it is replaced, so it was open at the time
+// of the stat.
 func (s *Store) currentGen(d *dataset) (uint64, *currentFile, error) {
+	if c := d.cur.Load(); c != nil && c.fresh(s.recheck) {
+		return c.gen, c, nil
+	}
 	var st unix.Stat_t
+	at := monoNow()
 	if err := s.root.stat(d.currentRel, &st); err != nil {
 		if err == unix.ENOENT || err == unix.ENOTDIR {
 			return 0, nil, fs.ErrNotExist
@@ -707,12 +745,14 @@ func (s *Store) currentGen(d *dataset) (uint64, *currentFile, error) {
 		return 0, nil, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, d.currentPath, err)
 	}
 	if c := d.cur.Load(); c != nil && c.id == idOf(&st) {
+		c.foundAt.Store(at)
 		return c.gen, c, nil
 	}
 	c, err := openCurrent(d.currentPath)
 	if err != nil {
 		return 0, nil, err
 	}
+	c.foundAt.Store(at)
 	// This request answers from what it read itself, whatever another one
 	// remembers meanwhile: a later stat that disagrees reads CURRENT again.
 	s.mu.Lock()
