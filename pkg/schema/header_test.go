@@ -83,6 +83,7 @@ func maxedHeader(h Header, size int) Header {
 	h.Source.SHA256 = strings.Repeat("e", 64)
 	h.CreatedAt = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 	h.UpdatedAt = h.CreatedAt
+	h.Superseded = new(false)
 	h.Size = size
 	return h
 }
@@ -147,6 +148,35 @@ func TestHeaderRoundTrip(t *testing.T) {
 	again, err := EncodeHeader(mustDecodeHeader(t, b))
 	if err != nil || !bytes.Equal(again, b) {
 		t.Errorf("EncodeHeader(DecodeHeader(b)) differs from b:\n%s\n%s", again, b)
+	}
+}
+
+// The superseded mark has three states, each kept through a round trip:
+// absent (no promise: the member is not written), false and true. Only
+// false promises that CURRENT has not moved on.
+func TestHeaderSupersededMark(t *testing.T) {
+	for _, c := range []struct {
+		mark    *bool
+		member  string
+		unmoved bool
+	}{
+		{nil, "", false},
+		{new(false), `,"superseded":false,`, true},
+		{new(true), `,"superseded":true,`, false},
+	} {
+		h := sampleHeader()
+		h.Superseded = c.mark
+		b, err := EncodeHeader(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has := bytes.Contains(b, []byte(`"superseded"`)); has != (c.member != "") || c.member != "" && !bytes.Contains(b, []byte(c.member)) {
+			t.Errorf("mark %v: header %s, want the member %q", c.mark, bytes.TrimRight(b, " \n"), c.member)
+		}
+		got := mustDecodeHeader(t, b)
+		if !reflect.DeepEqual(got.Superseded, c.mark) || got.Unmoved() != c.unmoved {
+			t.Errorf("mark %v: decoded %v, Unmoved %v; want %v", c.mark, got.Superseded, got.Unmoved(), c.unmoved)
+		}
 	}
 }
 

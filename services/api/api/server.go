@@ -9,7 +9,8 @@
 //	err = srv.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //
 // The api only reads DATA_DIR. It picks up a new generation on the next
-// request (each one checks the CURRENT it keeps open with one fstat) and needs no restart.
+// request (the writer marks the header each request re-reads before it
+// moves CURRENT on) and needs no restart.
 package api
 
 import (

@@ -50,28 +50,38 @@ func TestCurrentRenamedIsSeenByTheNextAcquire(t *testing.T) {
 	}
 }
 
-// An edit in place (not the writer's way) that changes the size is seen
-// too: the remembered identity includes size, mtime and ctime.
+// An edit of CURRENT in place (not the writer's way), under a header that
+// promises nothing (an older writer's): the fstat of the kept CURRENT sees
+// it at once, as its identity includes size, mtime and ctime. Under a header
+// that promises CURRENT has not moved, the edit is seen once the recheck
+// time has passed.
 func TestCurrentEditedInPlaceIsSeen(t *testing.T) {
-	dir := t.TempDir()
-	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 7, Rows: 2})
-	datadirtest.Write(t, dir, datadirtest.Gen{Dataset: "d", Generation: 12, Rows: 3})
-	s := New(dir, nil)
-	defer s.Close()
-	acquireGen(t, s, "d")
-	if got := acquireGen(t, s, "d"); got != 7 {
-		t.Fatalf("got %d", got)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "d", schema.CurrentFile), schema.FormatCurrent(12), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got := acquireGen(t, s, "d"); got != 12 {
-		t.Fatalf("CURRENT rewritten in place to 12: served %d", got)
+	for _, unmarked := range []bool{true, false} {
+		dir := t.TempDir()
+		datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 7, Rows: 2, Unmarked: unmarked})
+		datadirtest.Write(t, dir, datadirtest.Gen{Dataset: "d", Generation: 12, Rows: 3, Unmarked: unmarked})
+		s := New(dir, nil)
+		defer s.Close()
+		s.recheck = 50 * time.Millisecond
+		acquireGen(t, s, "d")
+		if got := acquireGen(t, s, "d"); got != 7 {
+			t.Fatalf("got %d", got)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "d", schema.CurrentFile), schema.FormatCurrent(12), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if !unmarked {
+			time.Sleep(s.recheck)
+		}
+		if got := acquireGen(t, s, "d"); got != 12 {
+			t.Fatalf("header unmarked %v: CURRENT rewritten in place to 12: served %d", unmarked, got)
+		}
 	}
 }
 
-// CURRENT removed (a rebuild wipes it): the dataset has no complete
-// generation; written again, it is served again.
+// CURRENT removed the way a rebuild does (the generation it names marked
+// superseded first): the dataset has no complete generation at once;
+// written again, it is served again.
 func TestCurrentRemovedThenWrittenAgain(t *testing.T) {
 	dir := t.TempDir()
 	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 3, Rows: 2})
@@ -79,9 +89,7 @@ func TestCurrentRemovedThenWrittenAgain(t *testing.T) {
 	defer s.Close()
 	acquireGen(t, s, "d")
 	acquireGen(t, s, "d")
-	if err := os.Remove(filepath.Join(dir, "d", schema.CurrentFile)); err != nil {
-		t.Fatal(err)
-	}
+	datadirtest.RemoveCurrent(t, dir, "d")
 	if _, err := s.Acquire("d", 0); !errors.Is(err, ErrNoGeneration) {
 		t.Fatalf("without CURRENT: %v, want ErrNoGeneration", err)
 	}
@@ -234,20 +242,24 @@ func TestFileCutInsideItsHeaderIsUnavailable(t *testing.T) {
 	}
 }
 
-// DATA_DIR is held open; deleted and made again (with other contents), it
-// is opened again at the first miss.
+// DATA_DIR is held open; deleted by hand and made again (with other
+// contents), it is opened again at the first miss once the recheck time
+// has passed (the current header's promise covers only the writer's
+// changes).
 func TestDataDirMadeAgainIsSeen(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "data")
 	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 1, Rows: 3})
 	s := New(dir, nil)
 	defer s.Close()
+	s.recheck = 50 * time.Millisecond
 	acquireGen(t, s, "d")
 	acquireGen(t, s, "d")
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
 	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 5, Rows: 6})
+	time.Sleep(s.recheck)
 	for i := range 3 {
 		if got := acquireGen(t, s, "d"); got != 5 {
 			t.Fatalf("read %d after DATA_DIR was made again: generation %d, want 5", i, got)

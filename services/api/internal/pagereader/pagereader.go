@@ -12,9 +12,18 @@
 // read is a copy out of the index mapped read-only, with no system call,
 // whenever the entries lie in the mapping.
 //
-// Per request, Acquire validates what it keeps with one system call and no
-// lock in the usual case:
+// Per request, Acquire validates what it keeps with no system call and no
+// lock in the usual case, and with one when the header promises nothing:
 //
+//   - the whole header block, compared byte for byte with the last one
+//     decoded, through a read-only mapping of it (the page cache itself,
+//     no system call): an append, a rollback or a torn rewrite is never
+//     missed, and changed bytes are decoded from a private copy whose
+//     checksum is checked. While the current generation's header says
+//     superseded false, CURRENT has not moved off it: the writer marks the
+//     header before it changes CURRENT (pkg/schema/docs/header.md), so
+//     nothing else is looked at (see leaseUnmoved) but once per
+//     dataRecheck, for changes made by hand. Otherwise:
 //   - an fstat of the CURRENT it last read, which it keeps open: a CURRENT
 //     renamed into place or removed unlinks that file, and an edit in place
 //     changes its size and times, so either is seen by the very next
@@ -27,12 +36,7 @@
 //     names, one such stat made while the same CURRENT is in place holds
 //     for dataRecheck: the writer prunes or replaces that generation's
 //     files only after replacing or removing CURRENT, so only files
-//     replaced by hand, CURRENT left alone, are seen up to a second late;
-//   - the whole header block, compared byte for byte with the last one
-//     decoded, through a read-only mapping of it (the page cache itself,
-//     no system call): an append, a rollback or a torn rewrite is never
-//     missed, and changed bytes are decoded from a private copy whose
-//     checksum is checked.
+//     replaced by hand, CURRENT left alone, are seen up to a second late.
 //
 // The stats of paths are relative to DATA_DIR held open (see root).
 //
@@ -367,6 +371,11 @@ func (l Lease) Release() {
 // this call, so a generation that grows (append mode) is seen as it grows.
 func (s *Store) Acquire(name string, pin uint64) (Lease, error) {
 	d := s.lookup(name)
+	if pin == 0 {
+		if l, ok := s.leaseUnmoved(d); ok {
+			return l, nil
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		gen := pin
 		var cur *currentFile
@@ -408,6 +417,30 @@ func (s *Store) Acquire(name string, pin uint64) (Lease, error) {
 		}
 		return Lease{h: h, s: s, snap: snap, Header: hdr}, nil
 	}
+}
+
+// leaseUnmoved leases the current generation with no system call at all,
+// when its header promises that CURRENT has not moved off it (superseded
+// false: the writer marks the header before CURRENT moves on, see
+// pkg/schema/docs/header.md). It needs what the usual path checks for
+// changes made by hand to have been checked less than recheck ago: CURRENT
+// at its path, naming this generation, and the handle's data file at its
+// name. ok false leaves it to the usual path.
+func (s *Store) leaseUnmoved(d *dataset) (l Lease, ok bool) {
+	c, h := d.cur.Load(), d.hot.Load()
+	if c == nil || h == nil || h.gen != c.gen || !c.vouches(h, s.recheck) ||
+		monoNow()-c.foundAt.Load() >= int64(s.recheck) || !h.tryRef() {
+		return Lease{}, false
+	}
+	s.leases.Add(1)
+	l = Lease{h: h, s: s}
+	snap, err := s.readHeader(h)
+	if err != nil || !snap.h.Unmoved() || snap.h.State != schema.StateComplete {
+		l.Release()
+		return Lease{}, false
+	}
+	l.snap, l.Header = snap, snap.h
+	return l, true
 }
 
 // lookup returns the known dataset entry, or a fresh one that is stored only

@@ -173,12 +173,11 @@ func TestReplacedFilesAreReopened(t *testing.T) {
 	}
 	l.Release()
 	acquireGen(t, s, "d") // vouched for under this CURRENT
-	// A rebuild (writer --rebuild) removes the files and CURRENT, writes
-	// the same generation again as new files, then CURRENT.
+	// A rebuild (writer --rebuild) marks the current generation superseded,
+	// removes CURRENT and the files, writes the same generation again as
+	// new files, then CURRENT.
+	datadirtest.RemoveCurrent(t, dir, "d")
 	datadirtest.Remove(t, dir, "d", 4)
-	if err := os.Remove(filepath.Join(dir, "d", schema.CurrentFile)); err != nil {
-		t.Fatal(err)
-	}
 	g := datadirtest.Gen{Dataset: "d", Generation: 4, Rows: 6, Tag: "new"}
 	datadirtest.Publish(t, dir, g)
 	l, err = s.Acquire("d", 0)

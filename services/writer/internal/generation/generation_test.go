@@ -278,6 +278,71 @@ func TestRollBackRestoresTheEarlierGeneration(t *testing.T) {
 	check(t, dir, 5, 6)
 }
 
+// The superseded mark goes only from false to true: a header that makes
+// no promise is left without one, and a marked header stays marked through
+// the header rewrites that follow (a batch, SetHeader, a roll back to a
+// header from before the mark).
+func TestTheSupersededMarkNeverGoesBack(t *testing.T) {
+	dir := t.TempDir()
+	fs := files(dir, disk.OS{}, SyncBatch)
+	read := func(gen uint64) *bool {
+		t.Helper()
+		h, err := ReadHeader(fs, gen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.Superseded
+	}
+
+	none, err := Create(fs, newHeader(3)) // no promise, as an older writer made it
+	if err != nil {
+		t.Fatal(err)
+	}
+	none.Close()
+	if err := MarkSuperseded(fs, 3); err != nil || read(3) != nil {
+		t.Fatalf("a header without the mark: MarkSuperseded %v, then superseded %v; want it left absent", err, read(3))
+	}
+
+	h := newHeader(5)
+	h.State, h.Mode, h.Superseded = schema.StateComplete, schema.ModeAppend, new(false)
+	g, err := Create(fs, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	appendBatch(g, 0, 4)
+	if err := g.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := g.Header()
+	if m := read(5); m == nil || *m {
+		t.Fatalf("created with false: superseded %v", m)
+	}
+	if err := g.MarkSuperseded(); err != nil {
+		t.Fatal(err)
+	}
+	appendBatch(g, 4, 6)
+	if err := g.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m := read(5); m == nil || !*m {
+		t.Fatalf("after a batch that followed the mark: superseded %v, want true", m)
+	}
+	if err := g.RollBack(before); err != nil {
+		t.Fatal(err)
+	}
+	if m := read(5); m == nil || !*m {
+		t.Fatalf("after a roll back to a header from before the mark: superseded %v, want true", m)
+	}
+	if err := g.SetHeader(before); err != nil {
+		t.Fatal(err)
+	}
+	if m := read(5); m == nil || !*m || !*g.Header().Superseded {
+		t.Fatalf("after SetHeader of a header from before the mark: superseded %v, want true", m)
+	}
+	check(t, dir, 5, 4)
+}
+
 func TestAFullDiskNeverLeavesAPartialHeader(t *testing.T) {
 	dir, f, g := createFaulty(t, 9)
 	appendBatch(g, 0, 10)
