@@ -30,7 +30,11 @@ type Conn struct {
 	held *[]byte // while holding: the held bytes (cap: the room); nil: not holding
 }
 
-// WrapListener returns ln whose accepted connections are *Conn.
+// WrapListener returns ln whose accepted connections are *Conn. Under
+// each, the socket's deadlines are put on lazily, only when a read or
+// write waits (deadlineConn). That is below Conn, so that whatever writes
+// to the connection wrapped (release, Body.offerHeld, the raw writes
+// through SyscallConn) waits under the deadline wanted.
 func WrapListener(ln net.Listener) net.Listener { return listener{ln} }
 
 type listener struct{ net.Listener }
@@ -40,7 +44,7 @@ func (l listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: c}, nil
+	return &Conn{Conn: lazyDeadlines(c)}, nil
 }
 
 // Write implements net.Conn: while holding, p is added to the held bytes
@@ -59,7 +63,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // SyscallConn gives the raw connection of the connection wrapped (for
-// sendfile and direct writes), or an error when it has none.
+// sendfile and direct writes), or an error when it has none. A
+// deadlineConn's waits under the deadlines wanted, like its Read and
+// Write.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) {
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		return sc.SyscallConn()
