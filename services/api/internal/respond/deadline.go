@@ -126,13 +126,7 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil // as the socket's: a read of nothing would look like EOF
 	}
-	s := &c.r
-	s.io.Lock()
-	s.p = p
-	err := s.run(s.sysStep)
-	n, errno := s.n, s.errno
-	s.p, s.n, s.errno = nil, 0, nil
-	s.io.Unlock()
+	n, err, errno := c.r.do(p)
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -150,13 +144,7 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	s := &c.w
-	s.io.Lock()
-	s.p = p
-	err := s.run(s.sysStep)
-	n, errno := s.n, s.errno
-	s.p, s.n, s.errno = nil, 0, nil
-	s.io.Unlock()
+	n, err, errno := c.w.do(p)
 	if err == nil {
 		err = errno
 	}
@@ -164,6 +152,18 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 		return n, c.opError("write", err)
 	}
 	return n, nil
+}
+
+// do runs the direction's system call step on p: the bytes done, the
+// raw connection's error and the system call's.
+func (s *side) do(p []byte) (n int, err, errno error) {
+	s.io.Lock()
+	defer s.io.Unlock()
+	s.p = p
+	err = s.run(s.sysStep)
+	n, errno = s.n, s.errno
+	s.p, s.n, s.errno = nil, 0, nil
+	return n, err, errno
 }
 
 // readStep is Read's raw read function: one read, or a wait for data.

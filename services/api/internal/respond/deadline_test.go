@@ -23,28 +23,16 @@ func lazyPair(t *testing.T, small bool) (*Conn, *deadlineConn, *net.TCPConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wl := WrapListener(ln)
-	defer wl.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := wl.Accept()
-		accepted <- c
-	}()
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		if small {
-			c.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
-		}
-		return nil
-	}}
-	cc, err := d.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	rcv := 0
+	if small {
+		rcv = 4096
 	}
-	c := (<-accepted).(*Conn)
+	sc, cc := dialPair(t, WrapListener(ln), rcv)
+	c := sc.(*Conn)
 	// A read or write that waits for ever (a deadline lost) fails the test
 	// instead of hanging it.
 	watchdog := time.AfterFunc(30*time.Second, func() { c.Close() })
-	t.Cleanup(func() { watchdog.Stop(); c.Close(); cc.Close() })
+	t.Cleanup(func() { watchdog.Stop() })
 	dc, ok := c.Conn.(*deadlineConn)
 	if !ok {
 		t.Fatalf("%T, want *deadlineConn", c.Conn)
@@ -52,7 +40,29 @@ func lazyPair(t *testing.T, small bool) (*Conn, *deadlineConn, *net.TCPConn) {
 	if small {
 		dc.rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
 	}
-	return c, dc, cc.(*net.TCPConn)
+	return c, dc, cc
+}
+
+// waitedRead sets c's read deadline, has cc send p after d and reads it
+// from c: a read that waits, under that deadline.
+func waitedRead(t *testing.T, c net.Conn, cc net.Conn, deadline time.Time, d time.Duration, p string) {
+	t.Helper()
+	c.SetReadDeadline(deadline)
+	sendAfter(cc, d, p)
+	readOne(t, c, p)
+}
+
+// timedOutRead sets c's read deadline d from now and reads with nothing
+// sent: the read must time out, not before d, nor after most.
+func timedOutRead(t *testing.T, c net.Conn, d, most time.Duration) {
+	t.Helper()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(d))
+	_, err := c.Read(make([]byte, 64))
+	isTimeout(t, err, "read")
+	if took := time.Since(start); took < d || took > most {
+		t.Fatalf("timed out after %v, want %v", took, d)
+	}
 }
 
 // sendAfter writes p to c after d, in the background.
@@ -101,17 +111,8 @@ func readOne(t *testing.T, c net.Conn, want string) {
 // socket's Read gives; a later deadline then lets it read again.
 func TestLazyReadTimesOut(t *testing.T) {
 	c, _, cc := lazyPair(t, false)
-	start := time.Now()
-	c.SetReadDeadline(start.Add(100 * time.Millisecond))
-	_, err := c.Read(make([]byte, 64))
-	took := time.Since(start)
-	isTimeout(t, err, "read")
-	if took < 100*time.Millisecond || took > 5*time.Second {
-		t.Fatalf("timed out after %v, want 100ms", took)
-	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	sendAfter(cc, 20*time.Millisecond, "x")
-	readOne(t, c, "x")
+	timedOutRead(t, c, 100*time.Millisecond, 5*time.Second)
+	waitedRead(t, c, cc, time.Now().Add(5*time.Second), 20*time.Millisecond, "x")
 }
 
 // A deadline on the socket earlier than the one wanted is replaced when a
@@ -119,39 +120,23 @@ func TestLazyReadTimesOut(t *testing.T) {
 // one wanted): the read succeeds.
 func TestLazyEarlierOnSocketLaterWanted(t *testing.T) {
 	c, _, cc := lazyPair(t, false)
-	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	sendAfter(cc, 30*time.Millisecond, "a")
-	readOne(t, c, "a") // waited: 100ms put on the socket
-	c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	sendAfter(cc, 300*time.Millisecond, "b")
-	readOne(t, c, "b")
+	waitedRead(t, c, cc, time.Now().Add(100*time.Millisecond), 30*time.Millisecond, "a") // waited: 100ms put on the socket
+	waitedRead(t, c, cc, time.Now().Add(2*time.Second), 300*time.Millisecond, "b")
 }
 
 // A deadline on the socket later than the one wanted is replaced when a
 // read waits: the read times out at the one wanted.
 func TestLazyLaterOnSocketEarlierWanted(t *testing.T) {
 	c, _, cc := lazyPair(t, false)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	sendAfter(cc, 20*time.Millisecond, "a")
-	readOne(t, c, "a") // waited: 10s put on the socket
-	start := time.Now()
-	c.SetReadDeadline(start.Add(100 * time.Millisecond))
-	_, err := c.Read(make([]byte, 64))
-	isTimeout(t, err, "read")
-	if took := time.Since(start); took < 100*time.Millisecond || took > 5*time.Second {
-		t.Fatalf("timed out after %v, want 100ms", took)
-	}
+	waitedRead(t, c, cc, time.Now().Add(10*time.Second), 20*time.Millisecond, "a") // waited: 10s put on the socket
+	timedOutRead(t, c, 100*time.Millisecond, 5*time.Second)
 }
 
 // No deadline after a deadline: a read waits past the old one.
 func TestLazyZeroAfterDeadline(t *testing.T) {
 	c, _, cc := lazyPair(t, false)
-	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	sendAfter(cc, 20*time.Millisecond, "a")
-	readOne(t, c, "a")
-	c.SetReadDeadline(time.Time{})
-	sendAfter(cc, 300*time.Millisecond, "b")
-	readOne(t, c, "b")
+	waitedRead(t, c, cc, time.Now().Add(100*time.Millisecond), 20*time.Millisecond, "a")
+	waitedRead(t, c, cc, time.Time{}, 300*time.Millisecond, "b")
 }
 
 // A deadline on the socket that passed while nothing waited (the socket
@@ -159,9 +144,7 @@ func TestLazyZeroAfterDeadline(t *testing.T) {
 // wanted one, even with the data there.
 func TestLazyStaleDeadlineOnSocket(t *testing.T) {
 	c, dc, cc := lazyPair(t, false)
-	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	sendAfter(cc, 10*time.Millisecond, "a")
-	readOne(t, c, "a")
+	waitedRead(t, c, cc, time.Now().Add(100*time.Millisecond), 10*time.Millisecond, "a")
 	io.WriteString(cc, "b")
 	time.Sleep(250 * time.Millisecond) // the 100ms on the socket passes
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -189,16 +172,8 @@ func TestLazyPassedDeadlineFailsWithoutWaiting(t *testing.T) {
 // at the deadline wanted, never before.
 func TestLazyTimeoutNeverEarly(t *testing.T) {
 	c, _, cc := lazyPair(t, false)
-	c.SetReadDeadline(time.Now().Add(1600 * time.Millisecond))
-	sendAfter(cc, 10*time.Millisecond, "a")
-	readOne(t, c, "a")
-	start := time.Now()
-	c.SetReadDeadline(start.Add(1600 * time.Millisecond)) // a little later than the one on the socket
-	_, err := c.Read(make([]byte, 64))
-	isTimeout(t, err, "read")
-	if took := time.Since(start); took < 1600*time.Millisecond || took > 10*time.Second {
-		t.Fatalf("timed out after %v, want 1.6s", took)
-	}
+	waitedRead(t, c, cc, time.Now().Add(1600*time.Millisecond), 10*time.Millisecond, "a")
+	timedOutRead(t, c, 1600*time.Millisecond, 10*time.Second) // a little later than the one on the socket
 }
 
 // A deadline set while a read waits applies to that wait, as net.Conn

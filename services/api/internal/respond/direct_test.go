@@ -108,6 +108,23 @@ func tcpPair(t *testing.T, clientRcvBuf int) (*net.TCPConn, syscall.RawConn, *ne
 	if err != nil {
 		t.Fatal(err)
 	}
+	c, cc := dialPair(t, ln, clientRcvBuf)
+	sc := c.(*net.TCPConn)
+	if clientRcvBuf > 0 {
+		sc.SetWriteBuffer(4096)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc, rc, cc
+}
+
+// dialPair dials ln on loopback (with a receive buffer of clientRcvBuf
+// bytes when > 0) and returns the connection ln accepted and the client's.
+// It closes ln, and both connections when the test ends.
+func dialPair(t *testing.T, ln net.Listener, clientRcvBuf int) (net.Conn, *net.TCPConn) {
+	t.Helper()
 	defer ln.Close()
 	accepted := make(chan net.Conn, 1)
 	go func() {
@@ -124,16 +141,9 @@ func tcpPair(t *testing.T, clientRcvBuf int) (*net.TCPConn, syscall.RawConn, *ne
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := (<-accepted).(*net.TCPConn)
-	if clientRcvBuf > 0 {
-		sc.SetWriteBuffer(4096)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := <-accepted
 	t.Cleanup(func() { sc.Close(); cc.Close() })
-	return sc, rc, cc.(*net.TCPConn)
+	return sc, cc.(*net.TCPConn)
 }
 
 // readAll reads everything cc receives until it is closed, and sends it
