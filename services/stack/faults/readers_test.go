@@ -300,3 +300,52 @@ func TestConcurrentReadersWhileResyncsSwapGenerations(t *testing.T) {
 	}
 	t.Logf("%d answers, %d generations seen, %d page walks crossed a swap, %d pinned reads ended in 410", answers.Load(), len(seen), switched.Load(), gone.Load())
 }
+
+// TestACommittedSyncIsServedByTheNextRequest re-syncs the dataset while
+// the api serves it, and asks right after each commit: the first request
+// after `ingester --wait` returns must already answer the new generation.
+// Between commits the api takes the current generation without looking at
+// CURRENT (the header says superseded false); this holds only because the
+// writer marks that header before it moves CURRENT on.
+func TestACommittedSyncIsServedByTheNextRequest(t *testing.T) {
+	rng := seed(t)
+	s := startStack(t, nil)
+	url := "http://" + s.APIAddr().String() + "/fetch-data?dataset=products&limit=1"
+	nc, err := nats.Connect(s.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	get := func() page {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("X-API-Key", testKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var p page
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, %v", resp.StatusCode, err)
+		}
+		return p
+	}
+	dir := t.TempDir()
+	for v := range 5 {
+		path := filepath.Join(dir, fmt.Sprintf("v%d.csv", v))
+		rows := 200 + 37*v
+		genCSV(t, path, rows, v, rng.Uint64())
+		res, err := ingester.Run(context.Background(), ingester.Config{Source: path, Dataset: "products", Wait: true, Progress: "off"},
+			nc, nil, io.Discard, io.Discard)
+		if err != nil || res.Outcome != "committed" {
+			t.Fatalf("ingest of version %d: %v (%+v)", v, err, res)
+		}
+		for i := range 3 { // the first after the commit, then the usual path
+			if p := get(); p.Generation != res.Generation || p.Count != uint64(rows) {
+				t.Fatalf("version %d, request %d after the commit: generation %d with %d rows, want %d with %d",
+					v, i, p.Generation, p.Count, res.Generation, rows)
+			}
+		}
+	}
+}
