@@ -269,9 +269,22 @@ func (h *handle) tryRef() bool {
 // headerSnap is a decoded header and the exact bytes it came from: a request
 // whose read returns the same bytes reuses the decoded header.
 type headerSnap struct {
-	raw  []byte
+	raw []byte
+	// used is the length of raw's JSON object, the padding left out: a
+	// block whose first used bytes are raw's holds the same header (see
+	// readHeader).
+	used int
 	h    schema.Header
 	memo atomic.Pointer[[]byte] // Lease.SetMemo
+}
+
+// newSnap pairs h with raw, the bytes it was decoded from.
+func newSnap(raw []byte, h schema.Header) *headerSnap {
+	used := bytes.LastIndexByte(raw, '}') + 1
+	if used == 0 {
+		used = len(raw)
+	}
+	return &headerSnap{raw: raw, used: used, h: h}
 }
 
 // New returns a Store reading dataDir. Nothing is opened until Acquire.
@@ -647,7 +660,17 @@ func (s *Store) open(d *dataset, gen uint64) (*handle, error) {
 	if _, err := data.ReadAt(raw, 0); err != nil {
 		return fail(fmt.Errorf("%w: %s: %w", ErrUnavailable, dataPath, err))
 	}
-	h.hdr.Store(&headerSnap{raw: raw, h: hdr}) // a stale raw only costs one decode later
+	// The snapshot pairs a header with the very bytes it was decoded from:
+	// bytes read after hdr was decoded may already be newer (an append in
+	// between), and matching them would keep serving the older hdr. Bytes
+	// that do not decode (torn) are zeroed, which no header block matches:
+	// the first Acquire decodes again.
+	if again, err := schema.DecodeHeader(raw); err == nil && again.Dataset == hdr.Dataset && again.Generation == hdr.Generation && again.Size == hdr.Size {
+		hdr = again
+	} else {
+		clear(raw)
+	}
+	h.hdr.Store(newSnap(raw, hdr))
 	// The data file mapped as long as it was when opened (records
 	// appended later are read with a system call): Acquire compares the
 	// header block through it with the last bytes decoded, without a
@@ -714,10 +737,18 @@ var headerBufs = sync.Pool{New: func() any { b := make([]byte, schema.HeaderBloc
 // read into a private buffer and schema.DecodeHeader checks its checksum
 // there (never decoding bytes that may change under it); a torn read is
 // retried.
+//
+// The mapped block is compared only as far as the last JSON object
+// decoded (snap.used), not through its padding: the writer rewrites the
+// whole block with one write, and a header whose first snap.used bytes
+// are those of a complete object that ends in its checksum member (which
+// no string can hold unescaped) is that header. Bytes past them that
+// differ are a rewrite caught half way, whose first bytes have not
+// landed: the header as it was, a moment before that write.
 func (s *Store) readHeader(h *handle) (*headerSnap, error) {
 	snap := h.hdr.Load()
 	if h.hdrMap != nil {
-		same, err := equalMapped(h.hdrMap, snap.raw)
+		same, err := equalMapped(h.hdrMap[:snap.used], snap.raw[:snap.used])
 		if err != nil {
 			return nil, fmt.Errorf("%w: read header of %s: %v", ErrUnavailable, h.dataPath, err)
 		}
@@ -744,7 +775,7 @@ func (s *Store) readHeader(h *handle) (*headerSnap, error) {
 			if hdr.Generation != h.gen || hdr.Dataset != h.ds.name || hdr.Size != size {
 				return nil, fmt.Errorf("%w: %s: header rewritten as dataset %q generation %d", ErrUnavailable, h.dataPath, hdr.Dataset, hdr.Generation)
 			}
-			snap = &headerSnap{raw: bytes.Clone(buf), h: hdr}
+			snap = newSnap(bytes.Clone(buf), hdr)
 			h.hdr.Store(snap)
 			return snap, nil
 		}
