@@ -109,8 +109,6 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 		body.OnClose(s.inlineDone)
 		if hc, ok := c.Context().Conn().(*respond.Conn); ok {
 			body.Hold(hc) // the headers leave with the body, in one write
-		} else if rc := rawConn(c); rc != nil {
-			body.Cork(rc)
 		}
 		c.Response().SetBodyStream(body, body.Len())
 		return nil

@@ -34,12 +34,10 @@ func (s *Server) stream(c *fiber.Ctx, lease pagereader.Lease, route string, form
 		ps.body.SetEnds(ps.span.Ends())
 		if rc := rawConn(c); rc != nil {
 			// The body may write to the socket itself (see
-			// respond.Body.SetDirect). Not corked: TCP_CORK's two system
-			// calls cost more than the packet they save. A JSON body
-			// offered whole of up to heldOfferMax bytes has the connection
-			// hold its headers instead (respond.Conn: no system call), to
-			// send them in its one write; a larger one, NDJSON by sendfile
-			// and chunked bodies write them first.
+			// respond.Body.SetDirect). A JSON body offered whole of up to
+			// heldOfferMax bytes has the connection hold its headers
+			// (respond.Conn), to send them in its one write; a larger one,
+			// NDJSON by sendfile and chunked bodies write them first.
 			ps.body.SetDirect(rc, lease.DataFd())
 			if hc, ok := c.Context().Conn().(*respond.Conn); ok && format == params.JSON && ps.body.Size() <= heldOfferMax {
 				ps.body.Hold(hc, ps.room[:])

@@ -4,12 +4,11 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"syscall"
 )
 
 // InlineMax is the largest body Buffer produces in memory: a page up to this
 // size is read from the file in one read before the server writes anything,
-// so that its headers and body leave together (see Cork) with no file read
+// so that its headers and body leave together (see Hold) with no file read
 // in between; a larger one streams (see Body). It is ChunkSize, so a
 // buffered answer never holds more memory than a streamed one does.
 const InlineMax = ChunkSize
@@ -30,7 +29,6 @@ type Buffered struct {
 	b    []byte  // the body: (*buf)[HeadRoom:HeadRoom+n]
 	off  int
 	done func(written int64, err error)
-	cork corked
 	// held: the response head, held in the start of *buf (see Hold).
 	held heldHead
 }
@@ -77,14 +75,9 @@ func (r *Buffered) Len() int { return len(r.b) }
 // before its end).
 func (r *Buffered) OnClose(done func(written int64, err error)) { r.done = done }
 
-// Cork holds back rc's partial TCP segments until the body's first write,
-// so that the server's headers and the body leave in one packet (see
-// corked). Call it just before handing the body to the server.
-func (r *Buffered) Cork(rc syscall.RawConn) { r.cork.hold(rc) }
-
 // Hold makes c hold back what the server writes before the body (its
 // head) so that the head leaves with the body in one write (see Conn). Call
-// it just before handing the body to the server, instead of Cork.
+// it just before handing the body to the server.
 func (r *Buffered) Hold(c *Conn) { r.held.start(c, (*r.buf)[:0:HeadRoom]) }
 
 // unhold stops holding, writing what is held.
@@ -119,7 +112,6 @@ func (r *Buffered) writeHeld(w io.Writer) (n int64, ok bool, err error) {
 
 // Read implements io.Reader.
 func (r *Buffered) Read(p []byte) (int, error) {
-	defer r.cork.release()
 	if err := r.unhold(); err != nil {
 		return 0, err
 	}
@@ -133,7 +125,6 @@ func (r *Buffered) Read(p []byte) (int, error) {
 
 // WriteTo implements io.WriterTo: the rest of the body in one Write.
 func (r *Buffered) WriteTo(w io.Writer) (int64, error) {
-	defer r.cork.release()
 	if r.off >= len(r.b) {
 		return 0, r.unhold()
 	}
@@ -150,7 +141,6 @@ func (r *Buffered) WriteTo(w io.Writer) (int64, error) {
 // Close calls the OnClose function, if any, and gives the buffer back. It
 // must be called exactly once.
 func (r *Buffered) Close() error {
-	r.cork.release()
 	r.unhold()
 	if r.done != nil {
 		var err error

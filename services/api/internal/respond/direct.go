@@ -99,7 +99,6 @@ func (b *Body) sendfileStep(fd uintptr) bool {
 	for b.pos < b.end {
 		off := b.pos
 		n, err := unix.Sendfile(int(fd), b.srcFd, &off, int(min(b.end-b.pos, 1<<30)))
-		b.cork.release() // the headers left with the first bytes
 		if n > 0 {
 			b.pos += int64(n)
 			b.direct.n += int64(n)
@@ -225,7 +224,6 @@ func (b *Body) offerStep(fd uintptr) bool {
 		if err == unix.EINTR {
 			continue
 		}
-		b.cork.release() // the headers left with the first bytes
 		if m > 0 {
 			b.direct.n = int64(m)
 		}

@@ -176,7 +176,6 @@ type Body struct {
 	rc     syscall.RawConn
 	srcFd  int
 	direct directOps
-	cork   corked
 	// held: the response head, held back (see Hold).
 	held heldHead
 }
@@ -237,11 +236,6 @@ func (b *Body) fill(p []byte) ([]byte, error) {
 	return out, nil
 }
 
-// Cork holds back rc's partial TCP segments until the body's first write,
-// so that the server's headers leave with the start of the body (see
-// corked). Call it just before handing the body to the server.
-func (b *Body) Cork(rc syscall.RawConn) { b.cork.hold(rc) }
-
 // Hold makes c hold back what the server writes before the body (its
 // head), in room, so that a body offered whole (see SetDirect) sends it in
 // the same write as its bytes (see Conn). Any other way of sending the body
@@ -255,7 +249,6 @@ func (b *Body) unhold() error { return b.held.stop() }
 
 // Read implements io.Reader.
 func (b *Body) Read(p []byte) (int, error) {
-	defer b.cork.release()
 	if err := b.unhold(); err != nil {
 		b.err = err
 		return 0, err
@@ -306,7 +299,6 @@ func (b *Body) Read(p []byte) (int, error) {
 // client went away) stops it at once.
 func (b *Body) WriteTo(w io.Writer) (int64, error) {
 	if b.err != nil {
-		b.cork.release()
 		return 0, b.err
 	}
 	start := b.written
@@ -336,7 +328,6 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 			return nil
 		}
 		m, err := w.Write(buf[:n])
-		b.cork.release() // the headers left with the first chunk
 		b.written += int64(m)
 		n = 0
 		return err
@@ -389,7 +380,6 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 // error that stopped it, if any (a body closed before its end reports
 // io.ErrUnexpectedEOF). Close is idempotent and always returns nil.
 func (b *Body) Close() error {
-	b.cork.release()
 	b.unhold()
 	if b.closed {
 		return nil
