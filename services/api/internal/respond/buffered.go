@@ -86,26 +86,16 @@ func (r *Buffered) unhold() error { return r.held.stop() }
 // writeHeld sends the held head and the whole body in one write, if the
 // head is held; ok is false when it is not (nothing was written then).
 func (r *Buffered) writeHeld(w io.Writer) (n int64, ok bool, err error) {
-	c := r.held.conn
 	if r.off != 0 {
 		return 0, false, r.unhold()
 	}
-	if bw, isBuffered := w.(bufferedWriter); isBuffered && bw.Buffered() > 0 {
-		// The head, still in the server's buffer: into the room.
-		if err := bw.Flush(); err != nil {
-			r.unhold()
-			return 0, true, err
-		}
+	bw, _ := w.(bufferedWriter)
+	c, from, err := r.held.claim(bw, *r.buf)
+	if err != nil || c == nil {
+		return 0, err != nil, err
 	}
-	r.held.conn = nil
-	if !c.holding(&r.held.room) {
-		return 0, false, nil // it did not fit: written already
-	}
-	c.take()
-	from := frontHeld(*r.buf, r.held.room, HeadRoom)
-	k := HeadRoom - from
 	m, err := c.Conn.Write((*r.buf)[from : HeadRoom+len(r.b)])
-	body := max(m-k, 0)
+	body := max(m-(HeadRoom-from), 0)
 	r.off += body
 	return int64(body), true, err
 }

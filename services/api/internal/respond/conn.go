@@ -133,6 +133,31 @@ func (h *heldHead) stop() error {
 	return nil
 }
 
+// claim ends the hold for a body that sends the held head itself, in
+// front of its own bytes at buf[HeadRoom:]: what the server still buffers
+// (bw: the head) is flushed into the room first, then the head is moved
+// to end at buf[HeadRoom]. It returns the connection and where the head
+// starts in buf. c is nil when nothing is held any more (the head did not
+// fit the room and was written already): the body then writes alone.
+func (h *heldHead) claim(bw bufferedWriter, buf []byte) (c *Conn, from int, err error) {
+	c = h.conn
+	if c == nil {
+		return nil, 0, nil
+	}
+	if bw != nil && bw.Buffered() > 0 {
+		if err := bw.Flush(); err != nil {
+			h.stop()
+			return nil, 0, err
+		}
+	}
+	h.conn = nil
+	if !c.holding(&h.room) {
+		return nil, 0, nil
+	}
+	c.take()
+	return c, frontHeld(buf, h.room, HeadRoom), nil
+}
+
 // frontHeld copies the held bytes room (which may be the start of buf
 // itself; len(room) ≤ at) to end right at buf[at], and returns where they
 // now start.

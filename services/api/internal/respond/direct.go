@@ -183,22 +183,10 @@ func (b *Body) offer(out []byte) int {
 // buf[HeadRoom]) are offered in one write. held is false, and nothing is
 // written, when there is no held head.
 func (b *Body) offerHeld(bw bufferedWriter, buf, out []byte, rangeOut int) (n int64, done, held bool, err error) {
-	c := b.held.conn
-	if c == nil {
-		return 0, false, false, nil
+	c, from, err := b.held.claim(bw, buf)
+	if err != nil || c == nil {
+		return 0, false, err != nil, err // c nil: nothing held, offer out alone
 	}
-	if bw != nil && bw.Buffered() > 0 {
-		if err := bw.Flush(); err != nil { // into the room, if it fits
-			b.unhold()
-			return 0, false, true, err
-		}
-	}
-	b.held.conn = nil
-	if !c.holding(&b.held.room) {
-		return 0, false, false, nil // written already: offer out alone
-	}
-	c.take()
-	from := frontHeld(buf, b.held.room, HeadRoom)
 	k := HeadRoom - from
 	m := b.offer(buf[from : HeadRoom+len(out)])
 	err = b.direct.err
