@@ -55,7 +55,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -874,16 +873,8 @@ func openCurrent(path string) (*currentFile, error) {
 // than the mapping (by hand: the writer never cuts into a header) makes the
 // access fault; that is an error here, not a crash.
 func equalMapped(m, b []byte) (same bool, err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			if _, fault := r.(interface{ Addr() uintptr }); !fault {
-				panic(r)
-			}
-			err = fmt.Errorf("the file is shorter than its header: %v", r)
-		}
-	}()
-	return bytes.Equal(m, b), nil
+	err = readMapped("data file", func() { same = bytes.Equal(m, b) })
+	return same, err
 }
 
 // readCurrentFd reads an open CURRENT file from its start.

@@ -120,9 +120,15 @@ func (h *handle) readEntries(b []byte, off int64) error {
 	return nil
 }
 
-// copyMapped copies a mapped file region into dst, turning the fault of a
-// file cut shorter than the mapping into an error; what names the file.
-func copyMapped(dst, m []byte, what string) (err error) {
+// copyMapped copies a mapped file region into dst (see readMapped).
+func copyMapped(dst, m []byte, what string) error {
+	return readMapped(what, func() { copy(dst, m) })
+}
+
+// readMapped runs read, which reads a mapped file, turning the fault of a
+// file cut shorter than the mapping into an error, not a crash; what names
+// the file.
+func readMapped(what string, read func()) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -132,7 +138,7 @@ func copyMapped(dst, m []byte, what string) (err error) {
 			err = fmt.Errorf("%w: the %s is shorter than it was: %v", io.ErrUnexpectedEOF, what, r)
 		}
 	}()
-	copy(dst, m)
+	read()
 	return nil
 }
 
