@@ -18,9 +18,14 @@ const (
 	// MaxRecordBytes is the largest record body the ingester publishes; the
 	// rest of MaxMessageBytes is left for headers.
 	MaxRecordBytes = MaxMessageBytes - 8<<10
-	// DefaultStreamMaxBytes bounds the stream's storage. With DiscardNew a
-	// full stream refuses new rows instead of dropping old ones; the writer
-	// purges superseded syncs so the bound tracks the data, not its history.
+	// DefaultStreamMaxBytes bounds the stream's storage when STREAM_MAX_BYTES
+	// is unset and the stream does not exist yet. With DiscardNew a full
+	// stream refuses new rows instead of dropping old ones. After each
+	// commit the writer purges what the current generation does not need
+	// (docs/messages.md#retention), so the stream holds one generation of a
+	// dataset, two while a sync runs. JetStream counts these bytes before
+	// compression: 4 GiB holds two generations of about 1.4M rows of a
+	// Shopify products export.
 	DefaultStreamMaxBytes = 4 << 30
 	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id. It
 	// catches a publish retried right after a lost ack or a reconnect;
@@ -34,12 +39,20 @@ const (
 type StreamOptions struct {
 	Name     string // STREAM
 	Replicas int    // STREAM_REPLICAS
-	MaxBytes int64  // STREAM_MAX_BYTES
+	// MaxBytes is STREAM_MAX_BYTES; 0 (unset) keeps an existing stream's
+	// limit and creates a new stream with DefaultStreamMaxBytes.
+	MaxBytes int64
 }
 
 // StreamConfig is the one definition of the rows stream, used by whoever
-// creates or updates it (ingester, writer, stack).
+// creates or updates it (ingester, writer, stack). Messages are stored
+// compressed with S2: a row's JSON takes about 1/8 of its size on disk.
+// JetStream's byte counts (MaxBytes, StreamInfo.State.Bytes, the server's
+// max_file_store) stay those of the uncompressed messages.
 func StreamConfig(o StreamOptions) jetstream.StreamConfig {
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultStreamMaxBytes
+	}
 	return jetstream.StreamConfig{
 		Name:        o.Name,
 		Description: "rowpipe: CSV syncs, one message per row, framed by begin and end",
@@ -49,13 +62,27 @@ func StreamConfig(o StreamOptions) jetstream.StreamConfig {
 		MaxBytes:    o.MaxBytes,
 		MaxMsgSize:  MaxMessageBytes,
 		Storage:     jetstream.FileStorage,
+		Compression: jetstream.S2Compression,
 		Replicas:    max(o.Replicas, 1),
 		Duplicates:  DuplicateWindow,
 	}
 }
 
-// EnsureStream creates the stream, or updates it to StreamConfig(o).
+// EnsureStream creates the stream, or updates it to StreamConfig(o): an
+// existing stream stored uncompressed is switched to S2 (messages stored
+// from then on are compressed; see docs/messages.md#compression). With
+// o.MaxBytes 0 an existing stream keeps its limit, so a client that does
+// not set STREAM_MAX_BYTES never shrinks what the operator chose.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Stream, error) {
+	if o.MaxBytes == 0 {
+		s, err := js.Stream(ctx, o.Name)
+		switch {
+		case err == nil:
+			o.MaxBytes = s.CachedInfo().Config.MaxBytes
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return nil, fmt.Errorf("look up stream %s: %w", o.Name, err)
+		}
+	}
 	s, err := js.CreateOrUpdateStream(ctx, StreamConfig(o))
 	if err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", o.Name, err)
@@ -86,4 +113,28 @@ func EnsureStateBucket(ctx context.Context, js jetstream.JetStream, o StreamOpti
 		return nil, fmt.Errorf("create key-value bucket %s: %w", name, err)
 	}
 	return kv, nil
+}
+
+// StoredBytes is what one message counts against the stream's MaxBytes
+// (and the server's max_file_store): JetStream's file store record, its
+// 42 bytes of framing plus subject, headers as sent and body, before
+// compression. The ingester sizes a sync with it before publishing.
+func StoredBytes(subject string, header map[string][]string, body int) int64 {
+	n := 22 + len(subject) + body + 8
+	if len(header) > 0 {
+		n += 4 + headerWireBytes(header)
+	}
+	return int64(n)
+}
+
+// headerWireBytes is the size of header as nats.go sends it:
+// "NATS/1.0\r\n", a "Key: value\r\n" line per value, then "\r\n".
+func headerWireBytes(header map[string][]string) int {
+	n := len("NATS/1.0\r\n") + 2
+	for k, vs := range header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n
 }

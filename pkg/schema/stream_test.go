@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rowpipe/rowpipe/pkg/schema/jstest"
@@ -136,5 +137,79 @@ func TestEnsureStateBucket(t *testing.T) {
 	}
 	if st.History() < 2 {
 		t.Errorf("bucket history %d: a watcher could miss an outcome", st.History())
+	}
+}
+
+// TestStreamIsCompressedAndMigrated: a stream created before compression
+// (as rowpipe did) is switched to S2 by EnsureStream, keeping its
+// messages; an unset MaxBytes keeps the existing limit.
+func TestStreamIsCompressedAndMigrated(t *testing.T) {
+	js, ctx := testJetStream(t)
+	old := StreamConfig(StreamOptions{Name: "ROWS", MaxBytes: 8 << 20})
+	old.Compression = jetstream.NoCompression
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, Subject("products"), []byte(`{"a":"1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := EnsureStream(ctx, js, StreamOptions{Name: "ROWS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Compression != jetstream.S2Compression {
+		t.Errorf("compression %v after EnsureStream, want s2", info.Config.Compression)
+	}
+	if info.Config.MaxBytes != 8<<20 {
+		t.Errorf("MaxBytes %d: an unset STREAM_MAX_BYTES changed the stream's limit", info.Config.MaxBytes)
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("%d messages after the migration, want the 1 stored before", info.State.Msgs)
+	}
+	js2, ctx2 := testJetStream(t)
+	fresh, err := EnsureStream(ctx2, js2, StreamOptions{Name: "ROWS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh.CachedInfo().Config.MaxBytes; got != DefaultStreamMaxBytes {
+		t.Errorf("a new stream with MaxBytes unset has %d, want DefaultStreamMaxBytes", got)
+	}
+}
+
+// TestStoredBytesIsWhatTheStreamCounts publishes messages and compares
+// the stream's byte count with StoredBytes.
+func TestStoredBytesIsWhatTheStreamCounts(t *testing.T) {
+	js, ctx := testJetStream(t)
+	if _, err := EnsureStream(ctx, js, StreamOptions{Name: "ROWS", MaxBytes: 8 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for i, body := range []string{`{"Handle":"a"}`, `{"Handle":"b","Title":"Crème"}`, ""} {
+		env := Envelope{Event: EventRow, Sync: testSync, Row: uint64(i + 1)}
+		h := env.Headers("products")
+		msg := &nats.Msg{Subject: Subject("products"), Header: nats.Header(h), Data: []byte(body)}
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		want += StoredBytes(Subject("products"), h, len(body))
+	}
+	if _, err := js.Publish(ctx, Subject("products"), []byte("no headers")); err != nil {
+		t.Fatal(err)
+	}
+	want += StoredBytes(Subject("products"), nil, len("no headers"))
+	s, err := js.Stream(ctx, "ROWS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(info.State.Bytes) != want {
+		t.Errorf("the stream counts %d bytes, StoredBytes says %d", info.State.Bytes, want)
 	}
 }

@@ -24,8 +24,9 @@ type Config struct {
 
 	// Stream is the JetStream stream of all syncs (default
 	// schema.DefaultStream), created or updated on start with
-	// schema.EnsureStream, and its state bucket. StreamMaxBytes defaults to
-	// schema.DefaultStreamMaxBytes, StreamReplicas to 1.
+	// schema.EnsureStream, and its state bucket. StreamMaxBytes 0 (unset)
+	// keeps an existing stream's limit (schema.DefaultStreamMaxBytes for a
+	// new one); StreamReplicas defaults to 1.
 	Stream         string `envconfig:"STREAM"`
 	StreamReplicas int    `envconfig:"STREAM_REPLICAS"`
 	StreamMaxBytes int64  `envconfig:"STREAM_MAX_BYTES"`
@@ -93,9 +94,6 @@ type Config struct {
 func (c *Config) Defaults() {
 	if c.Stream == "" {
 		c.Stream = schema.DefaultStream
-	}
-	if c.StreamMaxBytes == 0 {
-		c.StreamMaxBytes = schema.DefaultStreamMaxBytes
 	}
 	if c.StreamReplicas == 0 {
 		c.StreamReplicas = 1

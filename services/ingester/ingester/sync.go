@@ -98,6 +98,9 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 			"dataset", cfg.Dataset, "sync", b.Sync, "generation", b.Generation, "rows_written", b.Count)
 	}
 	res.Sync = s.sync
+	if err := g.checkRoom(ctx, in, fields, s.sync); err != nil {
+		return res, reopenable, err
+	}
 
 	var waiter *datasetstate.Waiter
 	if cfg.Wait { // before begin, so the outcome cannot slip by

@@ -231,6 +231,12 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 // streamLastSeq is the ROWS stream's last sequence.
 func streamLastSeq(t *testing.T, nc *nats.Conn) uint64 {
 	t.Helper()
+	return streamState(t, nc).LastSeq
+}
+
+// streamState is the ROWS stream's state.
+func streamState(t *testing.T, nc *nats.Conn) jetstream.StreamState {
+	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +251,7 @@ func streamLastSeq(t *testing.T, nc *nats.Conn) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.LastSeq
+	return info.State
 }
 
 // datasetState reads the writer's published state of ds.

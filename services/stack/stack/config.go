@@ -2,6 +2,7 @@ package stack
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -11,6 +12,15 @@ import (
 	"github.com/rowpipe/rowpipe/services/ingester/ingester"
 	"github.com/rowpipe/rowpipe/services/writer/writer"
 )
+
+// DefaultStreamMaxBytes is the stack's STREAM_MAX_BYTES when unset: the
+// stream and the embedded server's file store are sized for two
+// generations of a 10M-row products export (about 15 GB each as JetStream
+// counts them, before compression; about 1/8 of that on disk with S2), so
+// a dataset that size re-syncs forever. Deployments with their own NATS
+// server keep schema.DefaultStreamMaxBytes, which matches their
+// max_file_store.
+const DefaultStreamMaxBytes = 64 << 30
 
 // Config is the stack's own settings, read from the environment, plus the
 // configurations of the services it runs. Each service reads its variables
@@ -58,6 +68,9 @@ func ConfigFromEnv() (Config, error) {
 	if err := envconfig.Process("", &c.Writer); err != nil {
 		return c, fmt.Errorf("writer config: %w", err)
 	}
+	if _, set := os.LookupEnv("STREAM_MAX_BYTES"); !set {
+		c.Writer.StreamMaxBytes = DefaultStreamMaxBytes
+	}
 	var err error
 	if c.API, err = api.ConfigFromEnv(); err != nil {
 		return c, err
@@ -76,7 +89,7 @@ func (c Config) storeLimit() int64 {
 	}
 	streamMax := c.Writer.StreamMaxBytes
 	if streamMax <= 0 {
-		streamMax = schema.DefaultStreamMaxBytes
+		streamMax = schema.DefaultStreamMaxBytes // the writer's default
 	}
 	return streamMax + 256<<20
 }
