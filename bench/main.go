@@ -52,7 +52,6 @@ type options struct {
 	conns     int
 	quick     bool
 	out       string
-	shared    string
 	repo      string
 	bin       string
 	window    int
@@ -60,6 +59,7 @@ type options struct {
 	timeout   time.Duration
 	benchtime string
 	keep      bool
+	scale     int
 }
 
 var sections = []string{"ingest", "memory", "api", "micro"}
@@ -75,6 +75,9 @@ func run() int {
 		onlyFlag string
 		serveDir string
 		serveAt  string
+		genKind  string
+		genSeed  uint64
+		scaleArg string
 	)
 	flag.StringVar(&rowsFlag, "rows", "10000,100000,1000000", "comma-separated dataset sizes; memory flatness compares the smallest and the largest (a size between shows where growth stops), the API load uses the largest")
 	flag.StringVar(&onlyFlag, "only", "", "comma-separated sections to run: ingest, memory, api, micro (default all)")
@@ -84,7 +87,6 @@ func run() int {
 	flag.IntVar(&opt.conns, "conns", 32, "keep-alive connections of the API load generator")
 	flag.BoolVar(&opt.quick, "quick", false, "smoke run of about a minute: -rows 10000,100000 -duration 1s -slices 2 -benchtime 100ms, unless given")
 	flag.StringVar(&opt.out, "out", "results", "folder for YYYY-MM-DD-HHMM.md and latest.md; empty: stdout only")
-	flag.StringVar(&opt.shared, "shared", "../../shared", "the shared folder (tools/gencsv)")
 	flag.StringVar(&opt.repo, "repo", "..", "the rowpipe repository root")
 	flag.StringVar(&opt.bin, "bin", "", "folder of ingester, writer, api and stack (default REPO/bin)")
 	flag.IntVar(&opt.window, "ceiling-window", 256, "PublishAsync pending window of the ingest ceiling (the ingester's PUBLISH_WINDOW default)")
@@ -92,6 +94,9 @@ func run() int {
 	flag.DurationVar(&opt.timeout, "timeout", 90*time.Minute, "limit for the whole run and for every process it starts")
 	flag.StringVar(&opt.benchtime, "benchtime", "", "go test -benchtime for the micro-benchmarks (default go test's 1s)")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the temporary folder (CSVs, data, logs) for inspection")
+	flag.StringVar(&genKind, "gen", "", "only write a generated CSV export to standard output: products or orders, of the first -rows size, deterministic by -seed")
+	flag.Uint64Var(&genSeed, "seed", 1, "the seed of -gen")
+	flag.StringVar(&scaleArg, "scale", "", "run only the scale section: a products CSV of this many rows (10M, say) synced three times through bin/stack with defaults")
 	flag.StringVar(&serveDir, "serve-ceiling", "", "internal: serve the API ceiling's constant bodies from this folder")
 	flag.StringVar(&serveAt, "ceiling-addr", "127.0.0.1:0", "internal: address of -serve-ceiling")
 	flag.Parse()
@@ -125,19 +130,35 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: -rows:", err)
 		return 2
 	}
+	if scaleArg != "" {
+		n, err := parseRows(scaleArg)
+		if err != nil || len(n) != 1 {
+			fmt.Fprintln(os.Stderr, "bench: -scale: want one row count, e.g. 10M")
+			return 2
+		}
+		opt.scale = n[0]
+	}
+	if genKind != "" {
+		if err := writeCSV(os.Stdout, genKind, opt.rows[0], genSeed); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -gen:", err)
+			return 1
+		}
+		return 0
+	}
 	if opt.only, err = parseOnly(onlyFlag); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -only:", err)
 		return 2
+	}
+	if opt.scale > 0 && !set["only"] {
+		opt.only = map[string]bool{} // -scale alone runs only the scale section
 	}
 	if opt.conns < 1 || opt.duration <= 0 || opt.window < 1 || opt.slices < 1 || opt.repeat < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -conns, -duration, -slices, -repeat and -ceiling-window must be positive")
 		return 2
 	}
-	for _, p := range []*string{&opt.shared, &opt.repo} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 2
-		}
+	if opt.repo, err = filepath.Abs(opt.repo); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
 	}
 	if opt.bin == "" {
 		opt.bin = filepath.Join(opt.repo, "bin")
@@ -301,6 +322,13 @@ func (b *bench) run(ctx context.Context) *report {
 					}
 				}
 			}
+			if only["ingest"] && ctx.Err() == nil {
+				logf("PostgreSQL COPY: %d rows", rows)
+				sr.copy = runCopy(ctx, csvPath)
+				if sr.copy.skipped != "" {
+					logf("PostgreSQL COPY skipped: %s", sr.copy.skipped)
+				}
+			}
 			if only["memory"] && stackOK {
 				logf("stack: %d rows", rows)
 				st, err := b.runStack(ctx, csvPath, rows)
@@ -313,6 +341,9 @@ func (b *bench) run(ctx context.Context) *report {
 			}
 			os.Remove(csvPath)
 		}
+	}
+	if b.opt.scale > 0 {
+		b.scale(ctx, rep, fail)
 	}
 	if only["micro"] && ctx.Err() == nil {
 		rep.micro = b.runMicro(ctx)
@@ -342,21 +373,12 @@ func (b *bench) buildNATS(ctx context.Context) error {
 	return nil
 }
 
-// genCSV writes rows Shopify-product rows to path with the shared gencsv.
+// genCSV writes rows Shopify-product rows to path (gencsv.go).
 func (b *bench) genCSV(ctx context.Context, rows int, path string) error {
-	dir := filepath.Join(b.opt.shared, "tools", "gencsv")
-	p, err := b.sup.start(spec{
-		name: "gencsv", timeout: 15 * time.Minute, dir: dir, bin: "go",
-		env:  []string{"GOWORK=off"},
-		args: []string{"run", ".", "-kind", "products", "-rows", strconv.Itoa(rows), "-out", path},
-	})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := p.wait(ctx); err != nil {
-		return fmt.Errorf("%v: %s", err, p.logTail())
-	}
-	return nil
+	return writeCSVFile(path, "products", rows, 1)
 }
 
 // benchDir is the folder of this module (the working directory under

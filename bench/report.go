@@ -36,6 +36,7 @@ type sizeResult struct {
 	msgIDCeilings []*ceilingResult
 	ours          []*oursResult
 	stack         *stackResult
+	copy          *copyResult // PostgreSQL COPY of the same CSV
 }
 
 // medianCeiling is the ceiling run of median elapsed time (nil if none).
@@ -78,6 +79,8 @@ type report struct {
 	sizes             []*sizeResult
 	api               *apiResult
 	micro             []microResult
+	scale             []*scaleSync
+	scaleCopy         *copyResult
 	failures          []string
 
 	targets []target // filled by markdown
@@ -191,6 +194,7 @@ func (r *report) markdown() string {
 	r.memorySection(p)
 	r.apiSection(p)
 	r.microSection(p)
+	r.scaleSection(p)
 
 	if len(r.targets) > 0 {
 		pass := 0
@@ -298,6 +302,16 @@ func (r *report) ingestSection(p func(string, ...any)) {
 				rs = append(rs, fmt.Sprintf("%.2f", s.ceilings[i].elapsed.Seconds()/s.ours[i].run.elapsed.Seconds()))
 			}
 			p("- ours/ceiling of each pair at %s rows: %s\n", num(float64(s.rows)), strings.Join(rs, ", "))
+		}
+	}
+	for _, s := range r.sizes {
+		switch o := s.medianOurs(); {
+		case s.copy == nil:
+		case s.copy.skipped != "":
+			p("- PostgreSQL COPY baseline at %s rows: skipped: %s\n", num(float64(s.rows)), s.copy.skipped)
+		case o != nil:
+			p("- PostgreSQL 15 `COPY ... FROM STDIN (FORMAT csv, HEADER)` (psql `\\copy`, text columns, a throwaway cluster, fsync on) of the same CSV at %s rows: %s, %s rows/s, %s in the table; **ours/COPY = %.2f** (rows/s)\n",
+				num(float64(s.rows)), secs(s.copy.elapsed), num(rate(s.rows, s.copy.elapsed)), mbOrDash(s.copy.diskBytes), s.copy.elapsed.Seconds()/o.run.elapsed.Seconds())
 		}
 	}
 	for _, s := range r.sizes {
