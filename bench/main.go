@@ -10,7 +10,12 @@
 //     bin/stack doing the same ingest alone;
 //   - api: req/s and latency of the real api under 32 keep-alive
 //     connections against a fiber server answering the same bytes;
-//   - micro: `go test -bench` of every module that has benchmarks.
+//   - micro: `go test -bench` of every module that has benchmarks;
+//   - beside ingest, PostgreSQL COPY of the same CSV (pgcopy.go);
+//   - with -scale N only: N rows synced three times through bin/stack
+//     (scale.go).
+//
+// The CSVs come from the bench's own generator (gencsv.go).
 //
 // It prints a markdown table and writes it to OUT/YYYY-MM-DD-HHMM.md and
 // OUT/latest.md. Targets print PASS or MISS; a miss never fails the run, a
