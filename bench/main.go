@@ -203,7 +203,7 @@ func run() int {
 	text := rep.markdown()
 	fmt.Print(text)
 	if opt.out != "" {
-		if err := writeResults(opt.out, rep.started, text); err != nil {
+		if err := writeResults(opt.out, rep.started, text, opt.scale); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -512,12 +513,17 @@ func (r *report) microSection(p func(string, ...any)) {
 }
 
 // writeResults writes text to dir/YYYY-MM-DD-HHMM.md and dir/latest.md.
-func writeResults(dir string, started time.Time, text string) error {
+func writeResults(dir string, started time.Time, text string, scale int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	name := filepath.Join(dir, started.Format(resultsFileTimeForm)+".md")
-	for _, path := range []string{name, filepath.Join(dir, resultsLatestName)} {
+	paths := []string{name, filepath.Join(dir, resultsLatestName)}
+	if scale > 0 { // a section of its own: latest.md stays the full suite's
+		name = filepath.Join(dir, started.Format(resultsFileTimeForm)+"-scale-"+strconv.Itoa(scale)+".md")
+		paths = []string{name}
+	}
+	for _, path := range paths {
 		tmp := path + ".tmp"
 		if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
 			return err
@@ -526,7 +532,7 @@ func writeResults(dir string, started time.Time, text string) error {
 			return err
 		}
 	}
-	logf("wrote %s and %s", name, filepath.Join(dir, resultsLatestName))
+	logf("wrote %s", strings.Join(paths, " and "))
 	return nil
 }
 
