@@ -45,3 +45,50 @@ func TestRedactURLsHidesUserInformationOnly(t *testing.T) {
 		t.Errorf("RedactURLs = %q, want %q", got, want)
 	}
 }
+
+func TestRedactURLsHidesSchemelessUserInformation(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice:s3cret@nats:4222":                   "REDACTED@nats:4222",
+		"tok3n@10.0.0.1:4222":                      "REDACTED@10.0.0.1:4222",
+		"nats:4222":                                "nats:4222",
+		"alice:s3cret@nats:4222,nats://bob:pw@b:1": "REDACTED@nats:4222,nats://REDACTED@b:1",
+		"alice:s3%zz@nats:4222":                    "REDACTED@nats:4222", // does not parse: cut at the '@'
+		"tls://carol:hunter2@[::1]:4222":           "tls://REDACTED@[::1]:4222",
+	} {
+		got := RedactURLs(in)
+		if got != want {
+			t.Errorf("RedactURLs(%q) = %q, want %q", in, got, want)
+		}
+		for _, secret := range []string{"s3cret", "tok3n", "pw@", "s3%zz", "hunter2", "alice", "carol"} {
+			if strings.Contains(got, secret) {
+				t.Errorf("RedactURLs(%q) = %q keeps %q", in, got, secret)
+			}
+		}
+	}
+}
+
+func TestNATSAuthOptions(t *testing.T) {
+	for _, tc := range []struct {
+		a       NATSAuth
+		n       int
+		wantErr string
+	}{
+		{NATSAuth{}, 0, ""},
+		{NATSAuth{Creds: "/x.creds"}, 1, ""},
+		{NATSAuth{User: "writer", Password: "pw"}, 1, ""},
+		{NATSAuth{User: "writer"}, 0, "NATS_PASSWORD"},
+		{NATSAuth{Password: "pw"}, 0, "NATS_USER"},
+		{NATSAuth{Creds: "/x.creds", User: "writer", Password: "pw"}, 0, "NATS_CREDS"},
+	} {
+		opts, err := tc.a.Options()
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%+v: err %v, want one naming %s", tc.a, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || len(opts) != tc.n {
+			t.Errorf("%+v: %d options, err %v; want %d", tc.a, len(opts), err, tc.n)
+		}
+	}
+}

@@ -91,6 +91,10 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "writer: configuration: %v\n", err)
 		return 2
 	}
+	if _, err := (svc.NATSAuth{Creds: cfg.NATSCreds, User: cfg.NATSUser, Password: cfg.NATSPassword}).Options(); err != nil {
+		fmt.Fprintf(os.Stderr, "writer: configuration: %v\n", err)
+		return 2
+	}
 	if proc.MemoryLimit < 0 {
 		fmt.Fprintf(os.Stderr, "writer: configuration: WRITER_MEMORY_LIMIT=%d: want a number of bytes, or 0 for no limit\n", proc.MemoryLimit)
 		return 2
@@ -171,9 +175,11 @@ func connect(ctx context.Context, cfg writer.Config, log *slog.Logger) (*nats.Co
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", svc.RedactURLs(nc.ConnectedUrl())) }),
 	}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	auth, err := svc.NATSAuth{Creds: cfg.NATSCreds, User: cfg.NATSUser, Password: cfg.NATSPassword}.Options()
+	if err != nil {
+		return nil, err
 	}
+	opts = append(opts, auth...)
 	wait := 250 * time.Millisecond
 	for {
 		nc, err := nats.Connect(cfg.NATSURL, opts...)
