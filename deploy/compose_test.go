@@ -145,6 +145,7 @@ func TestComposeNATS(t *testing.T) {
 	// The configuration it runs with, as the pinned nats-server reads it.
 	conf := composeNATSConfig(t, p, nats)
 	opts := parseNATSConfig(t, "deploy/compose/nats.conf", conf, nil)
+	checkNATSAuth(t, "deploy/compose/nats.conf", conf, opts)
 	if opts.HTTPPort != 8222 || opts.Port != 4222 {
 		t.Errorf("nats.conf: port %d http_port %d, want 4222 and 8222", opts.Port, opts.HTTPPort)
 	}

@@ -517,6 +517,7 @@ func TestK8sNATS(t *testing.T) {
 		checkNATSImage(t, where, c.Image)
 
 		opts, conf := natsConfigOf(t, m, ps, c)
+		checkNATSAuth(t, m.dir+" nats.conf", conf, opts)
 		if opts.Port != 4222 || portNumber(c, intstr.FromString("client")) != 4222 {
 			t.Errorf("%s: client port %d, want 4222 declared as 'client'", where, opts.Port)
 		}

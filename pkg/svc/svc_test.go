@@ -2,6 +2,10 @@ package svc
 
 import (
 	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -90,5 +94,34 @@ func TestNATSAuthOptions(t *testing.T) {
 		if err != nil || len(opts) != tc.n {
 			t.Errorf("%+v: %d options, err %v; want %d", tc.a, len(opts), err, tc.n)
 		}
+	}
+}
+
+func TestProbeExitsZeroOnlyOn200(t *testing.T) {
+	code := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(code)
+		io.WriteString(w, `{"status":"x"}`)
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	var out bytes.Buffer
+	if got := Probe(&out, ":"+port, "/readyz"); got != 0 {
+		t.Errorf("200: exit %d (%s)", got, out.String())
+	}
+	code = http.StatusServiceUnavailable
+	if got := Probe(&out, "0.0.0.0:"+port, "/readyz"); got != 1 || !strings.Contains(out.String(), "503") {
+		t.Errorf("503: exit %d, output %q", got, out.String())
+	}
+	srv.Close()
+	if got := Probe(&out, ":"+port, "/readyz"); got != 1 {
+		t.Errorf("nothing listening: exit %d", got)
+	}
+	if got := Probe(&out, "no-port", "/readyz"); got != 1 {
+		t.Errorf("a bad address: exit %d", got)
 	}
 }

@@ -72,6 +72,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "stack: --every needs --ingest FILE|URL")
 		return 2
 	}
+	svc.RestrictUmask()
 	log, err := svc.NewLogger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "stack: %v\n", err)

@@ -68,6 +68,7 @@ func run(args []string) int {
 	fl.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LOG_LEVEL)")
 	fl.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (LOG_FORMAT)")
 	fl.Int64Var(&proc.MemoryLimit, "memory-limit", proc.MemoryLimit, "Go soft memory limit in bytes when GOMEMLIMIT is not set; 0: none (WRITER_MEMORY_LIMIT)")
+	probe := fl.String("probe", "", "GET this path (/healthz) on METRICS_ADDR over loopback and exit 0 if it answers 200: the container health check")
 	fl.BoolVar(&cfg.Rebuild, "rebuild", false, "remove the generation files this writer made and rebuild them from the stream")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -79,6 +80,10 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "writer: unexpected argument %q\n", fl.Arg(0))
 		return 2
 	}
+	if *probe != "" {
+		return svc.Probe(os.Stderr, cfg.MetricsAddr, *probe)
+	}
+	svc.RestrictUmask()
 	log, err := svc.NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
@@ -131,13 +136,19 @@ func run(args []string) int {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		// Liveness: 200 while the writer runs and so can make progress,
+		// with what holds it back (NATS away, a failing disk) as detail.
 		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := w.Healthy(); err != nil {
+		if err := w.Alive(); err != nil {
 			rw.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(rw, "unhealthy: %v\n", err)
+			fmt.Fprintf(rw, "not alive: %v\n", err)
 			return
 		}
-		fmt.Fprintf(rw, "ok applied_seq=%d\n", w.Applied())
+		detail := "consuming"
+		if err := w.Healthy(); err != nil {
+			detail = "degraded: " + err.Error()
+		}
+		fmt.Fprintf(rw, "ok applied_seq=%d caught_up=%v %s\n", w.Applied(), w.CaughtUp(), detail)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

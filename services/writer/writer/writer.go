@@ -79,6 +79,8 @@ type Writer struct {
 	applied  atomic.Uint64
 	running  atomic.Bool
 	started  atomic.Bool
+	caughtUp atomic.Bool
+	target   uint64 // the stream's last sequence when Run started consuming
 
 	healthMu  sync.Mutex
 	healthErr error
@@ -104,6 +106,7 @@ func New(cfg Config, nc *nats.Conn, opts ...Option) (*Writer, error) {
 		o(w)
 	}
 	w.m = metrics.New(w.reg)
+	w.registerStatusMetrics()
 	w.hostileLog = rateLimit{per: time.Second, max: 20}
 	return w, nil
 }
@@ -183,6 +186,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.lock = nil
 	}()
 	defer w.closeDatasets()
+	w.reportStatus(false, 0, 0) // until caught up, the api is not ready
 
 	if w.cfg.Rebuild {
 		if err := w.wipe(); err != nil {
@@ -196,6 +200,10 @@ func (w *Writer) Run(ctx context.Context) error {
 	start, err := w.startSeq(info)
 	if err != nil {
 		return err
+	}
+	w.target = info.State.LastSeq
+	if start > w.target || info.State.Msgs == 0 {
+		w.reportStatus(true, w.target, start-1) // nothing to apply
 	}
 	if err := w.openDatasets(ctx); err != nil {
 		return err
@@ -261,6 +269,9 @@ func (w *Writer) loop(ctx context.Context, cons *consume.Consumer, created time.
 		w.m.Applied.Set(float64(last.Seq))
 		w.m.Lag.Set(float64(last.Pending))
 		w.m.Batch.Observe(float64(len(batch)))
+		if !w.caughtUp.Load() && (last.Seq >= w.target || last.Pending == 0) {
+			w.reportStatus(true, w.target, last.Seq)
+		}
 		if time.Since(lastSave) >= w.cfg.CheckpointInterval {
 			save()
 		}
