@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -110,25 +111,7 @@ func run(args []string) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	nc, err := connect(ctx, cfg, log)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0
-		}
-		log.Error("cannot connect to NATS", "err", err)
-		return 1
-	}
-	defer nc.Close()
-	w, err := writer.New(cfg, nc, writer.WithLogger(log), writer.WithRegisterer(reg))
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
-		return 2
-	}
-
-	if err := w.Lock(); err != nil {
-		log.Error("writer not started", "err", err)
-		return 1
-	}
+	var running atomic.Pointer[writer.Writer] // set once the writer holds DATA_DIR
 	ln, err := net.Listen("tcp", cfg.MetricsAddr)
 	if err != nil {
 		log.Error("cannot serve health and metrics", "metrics_addr", cfg.MetricsAddr, "err", err)
@@ -138,7 +121,14 @@ func run(args []string) int {
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		// Liveness: 200 while the writer runs and so can make progress,
 		// with what holds it back (NATS away, a failing disk) as detail.
+		// It is served from the start: waiting for NATS is no reason to be
+		// restarted.
 		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w := running.Load()
+		if w == nil {
+			fmt.Fprintln(rw, "ok connecting to NATS")
+			return
+		}
 		if err := w.Alive(); err != nil {
 			rw.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(rw, "not alive: %v\n", err)
@@ -163,6 +153,27 @@ func run(args []string) int {
 		srv.Shutdown(sctx)
 	}()
 	log.Info("health and metrics", "addr", ln.Addr().String())
+
+	nc, err := connect(ctx, cfg, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0
+		}
+		log.Error("cannot connect to NATS", "err", err)
+		return 1
+	}
+	defer nc.Close()
+	w, err := writer.New(cfg, nc, writer.WithLogger(log), writer.WithRegisterer(reg))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
+		return 2
+	}
+
+	if err := w.Lock(); err != nil {
+		log.Error("writer not started", "err", err)
+		return 1
+	}
+	running.Store(w)
 
 	if err := w.Run(ctx); err != nil {
 		log.Error("writer stopped", "err", err)
