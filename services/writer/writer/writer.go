@@ -146,8 +146,8 @@ func (w *Writer) setHealth(err error) {
 
 // Lock takes the DATA_DIR lock now, so that a second writer fails with a
 // clear message before it consumes anything (main calls it before Run).
-// The error wraps ErrLocked if another writer holds it. Run takes the lock itself when Lock was not called, and releases it
-// when it returns.
+// The error wraps ErrLocked if another writer holds it. Run takes the
+// lock itself when Lock was not called, and releases it when it returns.
 func (w *Writer) Lock() error {
 	if w.lock != nil {
 		return nil
