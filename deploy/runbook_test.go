@@ -437,7 +437,11 @@ func TestRunbookCommandsWork(t *testing.T) {
 		}
 	}()
 	log := slog.New(slog.NewTextHandler(logs, nil))
+	// Authentication on, as on every deployment: the blocks log in as the
+	// README says (admin; writer for the replicas).
+	const adminPW, writerPW, ingesterPW = "runbook-admin-password-0123", "runbook-writer-password-0123", "runbook-ingester-password-01"
 	s, err := stack.Start(ctx, stack.Config{
+		NATSAdminPassword: adminPW, NATSWriterPassword: writerPW, NATSIngesterPassword: ingesterPW,
 		NATSListen:          "127.0.0.1:" + strconv.Itoa(freePort(t)),
 		NATSMaxMemory:       16 << 20,
 		NATSMaxBufferedMsgs: 4096,
@@ -457,14 +461,23 @@ func TestRunbookCommandsWork(t *testing.T) {
 		}
 	}()
 	natsURL := s.NATSURL()
-	nc, err := nats.Connect(natsURL)
+	if nc, err := nats.Connect(natsURL); err == nil {
+		nc.Close()
+		t.Fatal("the test stack lets a client in without credentials")
+	}
+	nc, err := nats.Connect(natsURL, nats.UserInfo("admin", adminPW))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	inc, err := nats.Connect(natsURL, nats.UserInfo("ingester", ingesterPW))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
 	ictx, icancel := context.WithTimeout(ctx, time.Minute)
 	res, err := ingester.Run(ictx, ingester.Config{Source: csvPath, Dataset: "products", Wait: true, Progress: "off", StreamMaxBytes: maxBytes},
-		nc, log, io.Discard, io.Discard)
+		inc, log, io.Discard, io.Discard)
 	icancel()
 	if err != nil || res.Outcome != schema.OutcomeCommitted {
 		t.Fatalf("ingest: %+v, %v", res, err)
@@ -496,6 +509,7 @@ func TestRunbookCommandsWork(t *testing.T) {
 	env := func(natsURL string) []string {
 		return runbookEnv(home, natsBin, map[string]string{
 			"NATS_URL": natsURL, "NEW_NATS_URL": fresh.URL(), "SEQ": strconv.FormatUint(seq, 10),
+			"NATS_USER": "admin", "NATS_PASSWORD": adminPW, "NATS_WRITER_PASSWORD": writerPW,
 			"METRICS_ADDR": "127.0.0.1:0", "STREAM_MAX_BYTES": strconv.Itoa(maxBytes),
 		})
 	}
