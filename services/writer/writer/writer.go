@@ -493,8 +493,8 @@ func (w *Writer) openDatasets(ctx context.Context) error {
 	return nil
 }
 
-// holdsDataset tells a dataset folder from another folder of DATA_DIR (the
-// stack keeps its NATS store in DATA_DIR/nats): the writer has a record of
+// holdsDataset tells a dataset folder from another folder of DATA_DIR (an
+// earlier stack kept its NATS store in DATA_DIR/nats): the writer has a record of
 // it, or it holds a generation file or CURRENT. A dataset named like such a
 // folder is opened when its first message arrives.
 func (w *Writer) holdsDataset(name string) bool {
