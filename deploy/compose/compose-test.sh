@@ -4,8 +4,9 @@
 # init-env.sh into a temporary env file: your .env is left alone) on free
 # loopback ports, ingests samples/products.csv through ./inbox, and checks:
 # /fetch-data with the key, 401 without it, NATS refusing a client without
-# credentials (and taking the admin's), the writer restarted, `down` then
-# `up` with the data kept. It removes its containers and volumes at the end.
+# credentials (and taking the admin's), the writer restarted, NATS stopped
+# (the api serves and stays ready) and started, `down` then `up` with the
+# data kept. It removes its containers and volumes at the end.
 # Needs Docker with Compose v2+ and buildx, and python3.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -83,6 +84,16 @@ authed=$(nats_says "{\"verbose\":false,\"pedantic\":false,\"user\":\"admin\",\"p
 
 step "restart the writer"
 dc restart writer
+dc up -d --wait --wait-timeout 120
+wait_count
+
+step "restart nats: the api serves from disk and stays ready meanwhile"
+dc stop nats
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$base/fetch-data?limit=2")
+[ "$code" = 200 ] || fail "/fetch-data with NATS down: $code"
+ready=$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")
+[ "$ready" = 200 ] || fail "/readyz with NATS down: $ready"
+dc start nats
 dc up -d --wait --wait-timeout 120
 wait_count
 
