@@ -75,6 +75,10 @@ func run(args []string) int {
 		return 2
 	}
 	svc.RestrictUmask()
+	if err := cfg.CheckNATSAuth(); err != nil {
+		fmt.Fprintf(os.Stderr, "stack: %v\n", err)
+		return 2
+	}
 	log, err := svc.NewLogger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "stack: %v\n", err)

@@ -98,3 +98,11 @@ func randomPassword() string {
 	rand.Read(b) // never fails (crypto/rand)
 	return hex.EncodeToString(b)
 }
+
+// CheckNATSAuth reports a NATS authentication setting Start would refuse
+// (NATS_AUTH, the passwords, NATS_LISTEN beyond loopback without
+// credentials), for main to exit with a usage error before starting.
+func (c Config) CheckNATSAuth() error {
+	_, err := c.natsAuth()
+	return err
+}
