@@ -26,6 +26,7 @@ import (
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/pkg/schema/jstest"
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/api/api"
 	"github.com/rowpipe/rowpipe/services/ingester/ingester"
 	"github.com/rowpipe/rowpipe/services/stack/stack"
@@ -470,7 +471,11 @@ func TestRunbookCommandsWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	inc, err := nats.Connect(natsURL, nats.UserInfo("ingester", ingesterPW))
+	iauth, err := svc.NATSAuth{User: "ingester", Password: ingesterPW}.Options() // as bin/ingester logs in
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc, err := nats.Connect(natsURL, iauth...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -715,6 +720,10 @@ func TestRunbookCommandsWork(t *testing.T) {
 	defer rcancel()
 	cmd := exec.CommandContext(rctx, "sh", "-eu", "-c", replay.script)
 	cmd.Dir, cmd.Env = work, env(fresh.URL())
+	// On a timeout the writer goes too, not only sh, and its output says why.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "--rebuild") {

@@ -30,7 +30,12 @@ func (a NATSAuth) Options() ([]nats.Option, error) {
 	case a.User == "" && a.Password != "":
 		return nil, errors.New("NATS_PASSWORD is set without NATS_USER")
 	case a.User != "":
-		return []nats.Option{nats.UserInfo(a.User, a.Password)}, nil
+		return []nats.Option{nats.UserInfo(a.User, a.Password), nats.CustomInboxPrefix(InboxPrefix(a.User))}, nil
 	}
 	return nil, nil
 }
+
+// InboxPrefix is the reply subject prefix of a user's connections:
+// "_INBOX_<user>". A user may subscribe to its own replies only, so one
+// role cannot read the answers (rows, states) another role receives.
+func InboxPrefix(user string) string { return "_INBOX_" + user }

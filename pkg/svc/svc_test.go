@@ -79,7 +79,7 @@ func TestNATSAuthOptions(t *testing.T) {
 	}{
 		{NATSAuth{}, 0, ""},
 		{NATSAuth{Creds: "/x.creds"}, 1, ""},
-		{NATSAuth{User: "writer", Password: "pw"}, 1, ""},
+		{NATSAuth{User: "writer", Password: "pw"}, 2, ""},
 		{NATSAuth{User: "writer"}, 0, "NATS_PASSWORD"},
 		{NATSAuth{Password: "pw"}, 0, "NATS_USER"},
 		{NATSAuth{Creds: "/x.creds", User: "writer", Password: "pw"}, 0, "NATS_CREDS"},

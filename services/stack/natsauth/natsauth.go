@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/pkg/svc"
 )
 
 // Role is a NATS user name of rowpipe.
@@ -46,7 +47,7 @@ func (r Role) PasswordVar() string {
 // Permissions are what role may publish and subscribe to on the stream
 // named stream (STREAM) and its state bucket.
 func Permissions(role Role, stream string) *server.Permissions {
-	inbox := &server.SubjectPermission{Allow: []string{"_INBOX.>"}}
+	inbox := &server.SubjectPermission{Allow: []string{svc.InboxPrefix(string(role)) + ".>"}}
 	switch role {
 	case Ingester:
 		pub := slices.Concat(

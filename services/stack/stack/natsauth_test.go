@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/api/api"
 	"github.com/rowpipe/rowpipe/services/ingester/ingester"
 	"github.com/rowpipe/rowpipe/services/stack/natsauth"
@@ -141,7 +142,11 @@ func TestStackWithPasswordsGivesEachRoleOnlyItsSubjects(t *testing.T) {
 		t.Fatal("a wrong password was let in")
 	}
 	conn := func(user, pw string) *nats.Conn {
-		nc, err := nats.Connect(url, nats.UserInfo(user, pw), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		auth, err := svc.NATSAuth{User: user, Password: pw}.Options() // as bin/ingester and bin/writer log in
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(url, append(auth, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))...)
 		if err != nil {
 			t.Fatalf("%s: %v", user, err)
 		}
@@ -206,6 +211,11 @@ func TestStackWithPasswordsGivesEachRoleOnlyItsSubjects(t *testing.T) {
 	}
 	if !subscribeRefused(t, wnc, "$KV.>") {
 		t.Error("the writer may subscribe to $KV.>")
+	}
+	for _, inbox := range []string{"_INBOX.>", "_INBOX_writer.>", ">"} {
+		if !subscribeRefused(t, conn("ingester", ingesterPW), inbox) {
+			t.Errorf("the ingester may subscribe to %s, and so read the answers the writer gets", inbox)
+		}
 	}
 	// The operator may do what the runbook does.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/api/api"
 	"github.com/rowpipe/rowpipe/services/ingester/ingester"
 	"github.com/rowpipe/rowpipe/services/stack/internal/broker"
@@ -195,7 +196,7 @@ func (s *Stack) connect(name string, role natsauth.Role) (*nats.Conn, error) {
 	if s.auth.passwords == nil {
 		return s.broker.Connect(name)
 	}
-	return s.broker.Connect(name, nats.UserInfo(string(role), s.auth.passwords[role]))
+	return s.broker.Connect(name, nats.UserInfo(string(role), s.auth.passwords[role]), nats.CustomInboxPrefix(svc.InboxPrefix(string(role))))
 }
 
 // APIAddr is where the api listens.
