@@ -144,7 +144,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stdout, stderr io.
 
 	log.Info("rowpipe stack ready", "api", "http://"+hostForURL(addr), "nats", orOff(b.ClientURL()), "data_dir", dataDir)
 	if cfg.Dev {
-		printBanner(stdout, addr, devKey, len(cfg.API.Keys) > 0 || cfg.API.KeysFile != "", cfg.API.Dataset, b.ClientURL())
+		printBanner(stdout, addr, devKey, len(cfg.API.Keys) > 0 || cfg.API.KeysFile != "", cfg.API.Dataset, b.ClientURL(), auth.passwords != nil)
 	}
 	if cfg.Ingest != "" {
 		wg.Add(1)
