@@ -29,7 +29,7 @@ type scaleSync struct {
 	run          ingestRun
 	stackPeak    int64
 	streamBytes  uint64 // StreamInfo.State.Bytes: uncompressed, what MaxBytes counts
-	streamDisk   int64  // DATA_DIR/nats on disk
+	streamDisk   int64  // the stack's JetStream store on disk
 	filesDisk    int64  // DATA_DIR/<dataset> on disk
 	first, last  loadResult
 	loadDuration time.Duration
@@ -86,7 +86,7 @@ func (b *bench) runScale(ctx context.Context, rows int) ([]*scaleSync, error) {
 			return out, err
 		}
 		sy.streamBytes = info.State.Bytes
-		sy.streamDisk = duBytes(filepath.Join(s.dataDir, "nats"))
+		sy.streamDisk = duBytes(filepath.Join(s.dataDir, ".nats")) + duBytes(filepath.Join(s.dataDir, "nats")) // where stack keeps it; before: nats
 		sy.filesDisk = duBytes(filepath.Join(s.dataDir, benchDataset))
 		sy.loadDuration = min(b.opt.duration, 5*time.Second)
 		gen := loadGen{conns: b.opt.conns}
