@@ -18,10 +18,8 @@ import (
 )
 
 // kiloRecords publishes dataset "kilo": 600 records of about 1 KB, so that
-// pages of 10, 100 and 500 records fall in each of the three ways a page
-// leaves the server: read whole in the handler (≤ respond.InlineMax),
-// produced whole and offered to the connection (≤ respond.BigMax, NDJSON by
-// sendfile), and streamed in chunks.
+// a page of 10 records is built whole in the handler (≤ wholeMax) and pages
+// of 100 and 500 records stream, in a few chunks or many.
 func kiloRecords(h *harness) datadirtest.Gen {
 	return h.publish(datadirtest.Gen{Dataset: "kilo", Generation: 6, Rows: 600, Row: func(i int, vals []string) {
 		vals[0] = strconv.Itoa(i)
@@ -70,14 +68,11 @@ func TestPagesOfEverySizeAreTheFileBytes(t *testing.T) {
 			}
 		}
 	}
-	if n := len(wantPage(t, g, "json", 0, 10)); n > respond.InlineMax {
-		t.Fatalf("a page of 10 is %d bytes: not the inline case", n)
+	if n := len(wantPage(t, g, "json", 0, 10)); n > wholeMax {
+		t.Fatalf("a page of 10 is %d bytes: not built whole", n)
 	}
-	if n := len(wantPage(t, g, "json", 0, 100)); n <= respond.InlineMax || n > respond.BigMax {
-		t.Fatalf("a page of 100 is %d bytes: not the offered-whole case", n)
-	}
-	if n := len(wantPage(t, g, "json", 0, 500)); n <= respond.BigMax {
-		t.Fatalf("a page of 500 is %d bytes: not the streamed case", n)
+	if n := len(wantPage(t, g, "json", 0, 100)); n <= wholeMax || n > 4*respond.ChunkSize {
+		t.Fatalf("a page of 100 is %d bytes: not a stream of a few chunks", n)
 	}
 	waitFor(t, "every lease released", func() bool { return h.leases() == 0 })
 }

@@ -8,9 +8,8 @@
 //	...
 //	err = srv.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //
-// The api only reads DATA_DIR. It picks up a new generation on the next
-// request (the writer marks the header each request re-reads before it
-// moves CURRENT on) and needs no restart.
+// The api only reads DATA_DIR. It picks up a new generation, or records
+// appended to the current one, on the next request, and needs no restart.
 package api
 
 import (
@@ -33,10 +32,9 @@ import (
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
-	"github.com/rowpipe/rowpipe/services/api/internal/pagereader"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
 	"github.com/rowpipe/rowpipe/services/api/internal/ratelimit"
-	"github.com/rowpipe/rowpipe/services/api/internal/respond"
+	"github.com/rowpipe/rowpipe/services/api/internal/store"
 )
 
 // ErrNoKeys is returned by New when auth is on and no key is configured.
@@ -77,7 +75,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	app     *fiber.App
-	store   *pagereader.Store
+	store   *store.Store
 	keys    *auth.Keys // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
@@ -86,8 +84,6 @@ type Server struct {
 	routes   map[string]*metrics.Route
 	gatherer prometheus.Gatherer
 	openapi  []byte
-	// inlineDone is given to every buffered answer (inlineDoneFunc).
-	inlineDone func(int64, error)
 
 	lnMu     sync.Mutex
 	ln       net.Listener
@@ -113,8 +109,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("api config: DATASET: %s", err.Message)
 	}
 	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln}
-	s.inlineDone = s.inlineDoneFunc()
-	s.store = pagereader.New(cfg.DataDir, s.log)
+	s.store = store.New(cfg.DataDir, s.log)
 
 	if cfg.Auth == AuthOn {
 		keys, err := auth.New(cfg.Keys, cfg.KeysFile, s.log)
@@ -262,12 +257,6 @@ func (s *Server) Listen() (net.Addr, error) {
 	return s.ln.Addr(), nil
 }
 
-// serveListener is what the app serves on: ln, whose connections can hold
-// a response's headers back to leave with its body (respond.Conn).
-func serveListener(ln net.Listener) net.Listener {
-	return respond.WrapListener(ln)
-}
-
 // Addr is the address the server listens on, nil before Listen or Run.
 func (s *Server) Addr() net.Addr {
 	s.lnMu.Lock()
@@ -300,7 +289,7 @@ func (s *Server) Run(ctx context.Context) error {
 		"auth", s.cfg.Auth, "keys", s.keyCount(), "max_limit", s.cfg.MaxLimit)
 
 	served := make(chan error, 1)
-	go func() { served <- s.app.Listener(serveListener(ln)) }()
+	go func() { served <- s.app.Listener(ln) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("api: serve: %w", err)

@@ -1,0 +1,312 @@
+package respond
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// Format is how a page's records are written.
+type Format int
+
+// The formats of a page.
+const (
+	JSON   Format = iota // the records as a JSON array: the lines joined by commas
+	NDJSON               // the lines as they are in the file
+	CSV                  // a header row of Fields, then one row a record
+)
+
+// ChunkSize is the most record bytes a Stream reads at once.
+const ChunkSize = 32 << 10
+
+// ErrCorrupt is a range of records whose bytes do not hold the number of
+// lines the index says they hold.
+var ErrCorrupt = errors.New("record bytes do not end with a newline where the index says")
+
+// SourceError is an error of the file side of a page (a failed or short
+// read, corrupt bytes), as opposed to the client side (a write that failed
+// because the client went away or stalled). Only the former needs an
+// operator's attention.
+type SourceError struct{ Err error }
+
+func (e *SourceError) Error() string { return "reading the generation file: " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// IsSourceError reports whether err came from the file side of a page.
+func IsSourceError(err error) bool {
+	var se *SourceError
+	return errors.As(err, &se)
+}
+
+// Page is one page of records and how to write it: Head, then the Records
+// whole lines in Src's bytes [Start, End) in Format, then Tail; gzipped
+// when Gzip is set.
+type Page struct {
+	Head, Tail []byte // the JSON envelope around the records; nil for NDJSON and CSV
+	Src        io.ReaderAt
+	Start, End int64
+	Records    int
+	Format     Format
+	Fields     []string // CSV's header row
+	Gzip       bool
+}
+
+// Size is the exact length of the body when it is known before the body is
+// produced (JSON and NDJSON without gzip), else -1.
+func (p *Page) Size() int64 {
+	if p.Gzip || p.Format == CSV {
+		return -1
+	}
+	n := int64(len(p.Head)+len(p.Tail)) + p.End - p.Start
+	if p.Format == JSON && p.End > p.Start {
+		n-- // the last newline is dropped
+	}
+	return n
+}
+
+// Append appends the whole body to dst.
+func (p *Page) Append(dst []byte) ([]byte, error) {
+	if n := p.Size(); n >= 0 {
+		dst = append(dst, p.Head...)
+		at := len(dst)
+		dst = append(dst, make([]byte, p.End-p.Start)...)
+		var lines int
+		recs, err := p.records(dst[at:], p.Start, true, &lines)
+		if err != nil {
+			return nil, err
+		}
+		return append(dst[:at+len(recs)], p.Tail...), nil
+	}
+	s := p.Stream(nil)
+	defer s.Close()
+	for !s.finished {
+		if err := s.step(); err != nil {
+			return nil, err
+		}
+		dst = append(dst, s.pending...)
+		s.pending = s.pending[:0]
+	}
+	return dst, nil
+}
+
+// records reads len(b) record bytes of Src at off into b and returns what
+// to write: b itself, or for JSON b with its newlines turned into commas,
+// the range's last one dropped. lines counts the newlines read so far; the
+// chunk that ends the range (last) checks that they are Records, the last
+// one ending it.
+func (p *Page) records(b []byte, off int64, last bool, lines *int) ([]byte, error) {
+	if err := readFull(p.Src, b, off); err != nil {
+		return nil, err
+	}
+	if p.Format == NDJSON {
+		*lines += bytes.Count(b, newline)
+	} else {
+		for rest := b; ; *lines++ {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 {
+				break
+			}
+			rest[i] = ','
+			rest = rest[i+1:]
+		}
+	}
+	if !last || len(b) == 0 {
+		return b, nil
+	}
+	if *lines != p.Records || (b[len(b)-1] != '\n' && b[len(b)-1] != ',') {
+		return nil, &SourceError{ErrCorrupt}
+	}
+	if p.Format == JSON {
+		b = b[:len(b)-1]
+	}
+	return b, nil
+}
+
+var newline = []byte{'\n'}
+
+// readFull reads len(b) bytes of src at off; a short read is a *SourceError.
+func readFull(src io.ReaderAt, b []byte, off int64) error {
+	if n, err := src.ReadAt(b, off); n < len(b) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return &SourceError{fmt.Errorf("read records at %d: %w", off+int64(n), err)}
+	}
+	return nil
+}
+
+// Stream returns the body as a reader that produces it ChunkSize record
+// bytes at a time, for a page too large to hold whole. done, if not nil,
+// runs once on Close with the bytes read and the error that stopped the
+// body (nil when all of it was read; io.ErrUnexpectedEOF when it was
+// closed before its end).
+func (p *Page) Stream(done func(int64, error)) *Stream {
+	s := &Stream{p: *p, pos: p.Start, done: done}
+	s.w = (*pendingWriter)(s)
+	if p.Gzip {
+		s.zw = gzipWriters.Get().(*gzip.Writer)
+		s.zw.Reset(s.w)
+		s.w = s.zw
+	}
+	return s
+}
+
+// Stream is a page body produced as it is read. It implements io.Reader,
+// io.WriterTo and io.Closer.
+type Stream struct {
+	p        Page
+	pos      int64     // the next record byte to read
+	w        io.Writer // where produced bytes go: pending, or zw into pending
+	zw       *gzip.Writer
+	csv      *csvWriter
+	in       *[]byte // pooled ChunkSize buffer of record bytes
+	pending  []byte  // produced, not yet read
+	lines    int     // newlines read
+	started  bool
+	finished bool // everything is in pending
+	read     int64
+	err      error
+	done     func(int64, error)
+	closed   bool
+}
+
+type pendingWriter Stream
+
+func (w *pendingWriter) Write(b []byte) (int, error) {
+	w.pending = append(w.pending, b...)
+	return len(b), nil
+}
+
+var inputs = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
+
+// step produces the next part of the body into pending.
+func (s *Stream) step() error {
+	p := &s.p
+	switch {
+	case !s.started:
+		s.started = true
+		if p.Format == CSV {
+			s.csv = newCSVWriter(s.w, p.Fields)
+			return s.csv.header()
+		}
+		_, err := s.w.Write(p.Head)
+		return err
+	case s.pos < p.End:
+		if s.in == nil {
+			s.in = inputs.Get().(*[]byte)
+		}
+		n := min(int64(ChunkSize), p.End-s.pos)
+		chunk := (*s.in)[:n]
+		last := s.pos+n == p.End
+		var err error
+		if p.Format == CSV {
+			err = s.csvChunk(chunk, last)
+		} else if chunk, err = p.records(chunk, s.pos, last, &s.lines); err == nil {
+			_, err = s.w.Write(chunk)
+		}
+		s.pos += n
+		return err
+	default:
+		s.finished = true
+		if s.csv != nil {
+			if err := s.csv.end(); err != nil {
+				return err
+			}
+		} else if _, err := s.w.Write(p.Tail); err != nil {
+			return err
+		}
+		if s.zw != nil {
+			return s.zw.Close()
+		}
+		return nil
+	}
+}
+
+// csvChunk writes the complete lines of chunk as CSV rows, keeping a line
+// cut at the chunk's end for the next one.
+func (s *Stream) csvChunk(chunk []byte, last bool) error {
+	if err := readFull(s.p.Src, chunk, s.pos); err != nil {
+		return err
+	}
+	if err := s.csv.lines(chunk); err != nil {
+		return err
+	}
+	if last && (s.csv.cut() || s.csv.rows != s.p.Records) {
+		return &SourceError{ErrCorrupt}
+	}
+	return nil
+}
+
+// fill produces until something is pending or the body is done.
+func (s *Stream) fill() error {
+	for len(s.pending) == 0 && !s.finished && s.err == nil {
+		s.err = s.step()
+	}
+	return s.err
+}
+
+// Read implements io.Reader.
+func (s *Stream) Read(b []byte) (int, error) {
+	if err := s.fill(); err != nil {
+		return 0, err
+	}
+	if len(s.pending) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, s.pending)
+	s.pending = s.pending[:copy(s.pending, s.pending[n:])]
+	s.read += int64(n)
+	return n, nil
+}
+
+// WriteTo implements io.WriterTo: each part is written as it is produced.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	start := s.read
+	for {
+		if err := s.fill(); err != nil {
+			return s.read - start, err
+		}
+		if len(s.pending) == 0 {
+			return s.read - start, nil
+		}
+		n, err := w.Write(s.pending)
+		s.read += int64(n)
+		s.pending = s.pending[:0]
+		if err != nil {
+			s.err = err
+			return s.read - start, err
+		}
+	}
+}
+
+// Close gives the stream's buffers back and calls done. It is idempotent
+// and returns nil.
+func (s *Stream) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.in != nil {
+		inputs.Put(s.in)
+		s.in = nil
+	}
+	if s.zw != nil {
+		s.zw.Reset(io.Discard)
+		gzipWriters.Put(s.zw)
+		s.zw = nil
+	}
+	err := s.err
+	if err == nil && (!s.finished || len(s.pending) > 0) {
+		err = io.ErrUnexpectedEOF
+	}
+	if s.done != nil {
+		s.done(s.read, err)
+	}
+	return nil
+}
