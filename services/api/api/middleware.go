@@ -31,7 +31,11 @@ func (s *Server) observe(c *fiber.Ctx, next func(*fiber.Ctx) error) error {
 	}
 	if c.Locals(streamingKey) == nil {
 		resp := c.Response()
-		s.routeMetrics(c.Route().Path).Observe(resp.StatusCode(), int64(len(resp.Body())), time.Since(c.Context().Time()))
+		n := resp.Header.ContentLength() // a body built whole, handed over as a stream (wholeBody)
+		if !resp.IsBodyStream() {
+			n = len(resp.Body())
+		}
+		s.routeMetrics(c.Route().Path).Observe(resp.StatusCode(), int64(n), time.Since(c.Context().Time()))
 	}
 	return nil
 }

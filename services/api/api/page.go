@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -87,12 +88,13 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 
 	if body.End-body.Start <= wholeMax {
-		buf := wholeBufs.Get().(*[]byte)
-		defer wholeBufs.Put(buf)
-		if *buf, err = body.Append((*buf)[:0]); err != nil {
+		whole := wholeBodies.Get().(*wholeBody)
+		if whole.buf, err = body.Append(whole.buf[:0]); err != nil {
+			wholeBodies.Put(whole)
 			return s.unreadable(name, h.Generation, err)
 		}
-		c.Response().SetBody(*buf)
+		whole.Reset(whole.buf)
+		c.Response().SetBodyStream(whole, len(whole.buf))
 		return nil
 	}
 
@@ -111,8 +113,21 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 
 var envelopeTail = []byte(respond.EnvelopeTail)
 
-// wholeBufs hold bodies built whole; SetBody copies them out.
-var wholeBufs = sync.Pool{New: func() any { return new([]byte) }}
+// wholeBody is a body built whole in the handler. fasthttp writes it
+// straight from its buffer (io.WriterTo) and closes it, which puts it back
+// in wholeBodies.
+type wholeBody struct {
+	bytes.Reader
+	buf []byte
+}
+
+func (b *wholeBody) Close() error {
+	b.Reset(nil)
+	wholeBodies.Put(b)
+	return nil
+}
+
+var wholeBodies = sync.Pool{New: func() any { return new(wholeBody) }}
 
 func respondFormat(f params.Format) respond.Format {
 	switch f {

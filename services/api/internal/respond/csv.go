@@ -3,9 +3,9 @@ package respond
 import (
 	"bytes"
 	"encoding/csv"
-	"encoding/json"
-	"fmt"
 	"io"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
 // csvWriter writes records, given as the lines of a generation file, as
@@ -14,20 +14,29 @@ import (
 // CSV is the one output that decodes records: a cell holds the value
 // itself, while the file holds it JSON-escaped.
 type csvWriter struct {
-	w      *csv.Writer
-	fields []string
-	vals   []string
-	carry  []byte // a line cut at the end of the previous chunk
-	rows   int    // records written
+	w       *csv.Writer
+	fields  []string
+	dec     *schema.RecordDecoder
+	vals    []string
+	scratch []byte
+	carry   []byte // a line cut at the end of the previous chunk
+	rows    int    // records written
+	err     error  // NewRecordDecoder's
 }
 
 func newCSVWriter(w io.Writer, fields []string) *csvWriter {
 	cw := csv.NewWriter(w)
 	cw.UseCRLF = true
-	return &csvWriter{w: cw, fields: fields, vals: make([]string, len(fields))}
+	dec, err := schema.NewRecordDecoder(fields)
+	return &csvWriter{w: cw, fields: fields, dec: dec, err: err, vals: make([]string, len(fields))}
 }
 
-func (c *csvWriter) header() error { return c.w.Write(c.fields) }
+func (c *csvWriter) header() error {
+	if c.err != nil {
+		return &SourceError{c.err}
+	}
+	return c.w.Write(c.fields)
+}
 
 // lines writes a row for each complete line of chunk; a line the chunk cuts
 // is kept until the next one.
@@ -55,28 +64,20 @@ func (c *csvWriter) lines(chunk []byte) error {
 func (c *csvWriter) cut() bool { return len(c.carry) > 0 }
 
 func (c *csvWriter) row(line []byte) error {
-	vals, err := decodeRecord(line, c.fields, c.vals)
+	var err error
+	c.scratch, err = c.dec.Decode(line, c.scratch[:0], func(i int, v []byte) error {
+		c.vals[i] = string(v)
+		return nil
+	})
 	if err != nil {
 		return &SourceError{err}
 	}
 	c.rows++
-	return c.w.Write(vals)
+	return c.w.Write(c.vals)
 }
 
 // end writes what the csv.Writer still buffers.
 func (c *csvWriter) end() error {
 	c.w.Flush()
 	return c.w.Error()
-}
-
-// decodeRecord returns the values of a record line in the order of fields.
-func decodeRecord(line []byte, fields, vals []string) ([]string, error) {
-	var m map[string]string
-	if err := json.Unmarshal(line, &m); err != nil {
-		return nil, fmt.Errorf("record %.40q: %w", line, err)
-	}
-	for i, f := range fields {
-		vals[i] = m[f]
-	}
-	return vals, nil
 }

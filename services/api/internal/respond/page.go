@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -75,7 +76,7 @@ func (p *Page) Append(dst []byte) ([]byte, error) {
 	if n := p.Size(); n >= 0 {
 		dst = append(dst, p.Head...)
 		at := len(dst)
-		dst = append(dst, make([]byte, p.End-p.Start)...)
+		dst = slices.Grow(dst, int(n))[:at+int(p.End-p.Start)]
 		var lines int
 		recs, err := p.records(dst[at:], p.Start, true, &lines)
 		if err != nil {
@@ -85,14 +86,11 @@ func (p *Page) Append(dst []byte) ([]byte, error) {
 	}
 	s := p.Stream(nil)
 	defer s.Close()
-	for !s.finished {
-		if err := s.step(); err != nil {
-			return nil, err
-		}
-		dst = append(dst, s.pending...)
-		s.pending = s.pending[:0]
+	w := bytes.NewBuffer(dst)
+	if _, err := s.WriteTo(w); err != nil {
+		return nil, err
 	}
-	return dst, nil
+	return w.Bytes(), nil
 }
 
 // records reads len(b) record bytes of Src at off into b and returns what
@@ -148,7 +146,7 @@ func readFull(src io.ReaderAt, b []byte, off int64) error {
 // closed before its end).
 func (p *Page) Stream(done func(int64, error)) *Stream {
 	s := &Stream{p: *p, pos: p.Start, done: done}
-	s.w = (*pendingWriter)(s)
+	s.w = (*sink)(s)
 	if p.Gzip {
 		s.zw = gzipWriters.Get().(*gzip.Writer)
 		s.zw.Reset(s.w)
@@ -158,34 +156,46 @@ func (p *Page) Stream(done func(int64, error)) *Stream {
 }
 
 // Stream is a page body produced as it is read. It implements io.Reader,
-// io.WriterTo and io.Closer.
+// io.WriterTo (which writes each part as it is produced, with no copy) and
+// io.Closer.
 type Stream struct {
 	p        Page
 	pos      int64     // the next record byte to read
-	w        io.Writer // where produced bytes go: pending, or zw into pending
+	w        io.Writer // where produced bytes go: the sink, or zw into it
 	zw       *gzip.Writer
 	csv      *csvWriter
-	in       *[]byte // pooled ChunkSize buffer of record bytes
-	pending  []byte  // produced, not yet read
-	lines    int     // newlines read
+	in       *[]byte   // pooled ChunkSize buffer of record bytes
+	dst      io.Writer // set during WriteTo: the sink writes there
+	pending  *[]byte   // pooled: produced, not yet read (Read)
+	lines    int       // newlines read
 	started  bool
-	finished bool // everything is in pending
+	finished bool // everything is produced
 	read     int64
 	err      error
 	done     func(int64, error)
 	closed   bool
 }
 
-type pendingWriter Stream
+// sink is where a Stream's output lands: its WriteTo destination, or the
+// pending bytes Read hands out.
+type sink Stream
 
-func (w *pendingWriter) Write(b []byte) (int, error) {
-	w.pending = append(w.pending, b...)
+func (k *sink) Write(b []byte) (int, error) {
+	if k.dst != nil {
+		n, err := k.dst.Write(b)
+		k.read += int64(n)
+		return n, err
+	}
+	if k.pending == nil {
+		k.pending = buffers.Get().(*[]byte)
+	}
+	*k.pending = append(*k.pending, b...)
 	return len(b), nil
 }
 
-var inputs = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, ChunkSize); return &b }}
 
-// step produces the next part of the body into pending.
+// step produces the next part of the body.
 func (s *Stream) step() error {
 	p := &s.p
 	switch {
@@ -199,7 +209,7 @@ func (s *Stream) step() error {
 		return err
 	case s.pos < p.End:
 		if s.in == nil {
-			s.in = inputs.Get().(*[]byte)
+			s.in = buffers.Get().(*[]byte)
 		}
 		n := min(int64(ChunkSize), p.End-s.pos)
 		chunk := (*s.in)[:n]
@@ -243,46 +253,41 @@ func (s *Stream) csvChunk(chunk []byte, last bool) error {
 	return nil
 }
 
-// fill produces until something is pending or the body is done.
-func (s *Stream) fill() error {
-	for len(s.pending) == 0 && !s.finished && s.err == nil {
-		s.err = s.step()
-	}
-	return s.err
-}
-
 // Read implements io.Reader.
 func (s *Stream) Read(b []byte) (int, error) {
-	if err := s.fill(); err != nil {
-		return 0, err
+	for (s.pending == nil || len(*s.pending) == 0) && !s.finished && s.err == nil {
+		s.err = s.step()
 	}
-	if len(s.pending) == 0 {
+	if s.pending == nil || len(*s.pending) == 0 {
+		if s.err != nil {
+			return 0, s.err
+		}
 		return 0, io.EOF
 	}
-	n := copy(b, s.pending)
-	s.pending = s.pending[:copy(s.pending, s.pending[n:])]
+	n := copy(b, *s.pending)
+	*s.pending = (*s.pending)[:copy(*s.pending, (*s.pending)[n:])]
 	s.read += int64(n)
 	return n, nil
 }
 
-// WriteTo implements io.WriterTo: each part is written as it is produced.
+// WriteTo implements io.WriterTo.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	start := s.read
-	for {
-		if err := s.fill(); err != nil {
-			return s.read - start, err
-		}
-		if len(s.pending) == 0 {
-			return s.read - start, nil
-		}
-		n, err := w.Write(s.pending)
+	if s.pending != nil && len(*s.pending) > 0 {
+		n, err := w.Write(*s.pending)
 		s.read += int64(n)
-		s.pending = s.pending[:0]
+		*s.pending = (*s.pending)[:0]
 		if err != nil {
 			s.err = err
 			return s.read - start, err
 		}
 	}
+	s.dst = w
+	defer func() { s.dst = nil }()
+	for !s.finished && s.err == nil {
+		s.err = s.step()
+	}
+	return s.read - start, s.err
 }
 
 // Close gives the stream's buffers back and calls done. It is idempotent
@@ -292,18 +297,21 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.in != nil {
-		inputs.Put(s.in)
-		s.in = nil
+	err := s.err
+	if err == nil && (!s.finished || (s.pending != nil && len(*s.pending) > 0)) {
+		err = io.ErrUnexpectedEOF
+	}
+	for _, b := range []**[]byte{&s.in, &s.pending} {
+		if *b != nil {
+			**b = (**b)[:0]
+			buffers.Put(*b)
+			*b = nil
+		}
 	}
 	if s.zw != nil {
 		s.zw.Reset(io.Discard)
 		gzipWriters.Put(s.zw)
 		s.zw = nil
-	}
-	err := s.err
-	if err == nil && (!s.finished || len(s.pending) > 0) {
-		err = io.ErrUnexpectedEOF
 	}
 	if s.done != nil {
 		s.done(s.read, err)
