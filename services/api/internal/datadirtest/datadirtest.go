@@ -245,7 +245,6 @@ func RemoveCurrent(tb testing.TB, dataDir, dataset string) {
 	must(tb, os.Remove(filepath.Join(dataDir, dataset, schema.CurrentFile)))
 }
 
-
 // Remove deletes a generation's data and index files, as the writer's
 // pruning does.
 func Remove(tb testing.TB, dataDir, dataset string, gen uint64) {
