@@ -12,11 +12,20 @@ import (
 
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
 	"github.com/rowpipe/rowpipe/services/api/internal/respond"
+	"github.com/rowpipe/rowpipe/services/api/internal/sendfile"
 )
 
-// wholeMax is the largest body built whole in the handler; a larger one
-// streams, ChunkSize of records at a time.
-const wholeMax = 64 << 10
+// How a page leaves, by size: up to oneWrite it is copied into the
+// response, and fasthttp writes it and its headers in one write (its
+// write buffer is writeBuffer). A larger one follows its headers: NDJSON
+// without gzip from the file to the socket by sendfile, a body of up to
+// wholeMax records built whole and written from its pooled buffer, any
+// other streamed ChunkSize of records at a time.
+const (
+	writeBuffer = 16 << 10
+	oneWrite    = writeBuffer - 2<<10 // room for the headers
+	wholeMax    = 256 << 10
+)
 
 // page answers one page of records from one generation: the bytes of the
 // file, with no record decoded for JSON or NDJSON.
@@ -87,7 +96,20 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 		return nil
 	}
 
-	if body.End-body.Start <= wholeMax {
+	switch {
+	case size >= 0 && size <= oneWrite:
+		// Copied into the response: fasthttp writes it with its headers.
+		buf := wholeBodies.Get().(*wholeBody)
+		defer wholeBodies.Put(buf)
+		if buf.buf, err = body.Append(buf.buf[:0]); err != nil {
+			return s.unreadable(name, h.Generation, err)
+		}
+		c.Response().SetBody(buf.buf)
+		return nil
+	case body.Format == respond.NDJSON && !gz:
+		conn := c.Context().Conn()
+		body.Direct = func(off, n int64) (int64, error) { return sendfile.Copy(conn, lease.File(), off, n) }
+	case body.End-body.Start <= wholeMax:
 		whole := wholeBodies.Get().(*wholeBody)
 		if whole.buf, err = body.Append(whole.buf[:0]); err != nil {
 			wholeBodies.Put(whole)

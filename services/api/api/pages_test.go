@@ -14,12 +14,11 @@ import (
 	"time"
 
 	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
-	"github.com/rowpipe/rowpipe/services/api/internal/respond"
 )
 
 // kiloRecords publishes dataset "kilo": 600 records of about 1 KB, so that
-// a page of 10 records is built whole in the handler (≤ wholeMax) and pages
-// of 100 and 500 records stream, in a few chunks or many.
+// pages of 10, 100 and 500 records leave each way a JSON page can (see
+// oneWrite); NDJSON pages of 100 and 500 go by sendfile.
 func kiloRecords(h *harness) datadirtest.Gen {
 	return h.publish(datadirtest.Gen{Dataset: "kilo", Generation: 6, Rows: 600, Row: func(i int, vals []string) {
 		vals[0] = strconv.Itoa(i)
@@ -68,11 +67,14 @@ func TestPagesOfEverySizeAreTheFileBytes(t *testing.T) {
 			}
 		}
 	}
-	if n := len(wantPage(t, g, "json", 0, 10)); n > wholeMax {
-		t.Fatalf("a page of 10 is %d bytes: not built whole", n)
+	if n := len(wantPage(t, g, "json", 0, 10)); n > oneWrite {
+		t.Fatalf("a page of 10 is %d bytes: not written with its headers", n)
 	}
-	if n := len(wantPage(t, g, "json", 0, 100)); n <= wholeMax || n > 4*respond.ChunkSize {
-		t.Fatalf("a page of 100 is %d bytes: not a stream of a few chunks", n)
+	if n := len(wantPage(t, g, "json", 0, 100)); n <= oneWrite || n > wholeMax {
+		t.Fatalf("a page of 100 is %d bytes: not built whole", n)
+	}
+	if n := len(wantPage(t, g, "json", 0, 500)); n <= wholeMax {
+		t.Fatalf("a page of 500 is %d bytes: not streamed", n)
 	}
 	waitFor(t, "every lease released", func() bool { return h.leases() == 0 })
 }

@@ -197,14 +197,13 @@ func (s *Server) newApp() *fiber.App {
 			s.writeError(c, err)
 			return nil
 		},
-		BodyLimit:      requestBodyLimit,
-		Concurrency:    s.cfg.MaxConns,
-		ReadTimeout:    s.cfg.ReadTimeout,
-		WriteTimeout:   s.cfg.WriteTimeout,
-		IdleTimeout:    s.cfg.IdleTimeout,
-		ReadBufferSize: 8192,
-		// A page of 10 typical records leaves with its headers in one write.
-		WriteBufferSize: 16 << 10,
+		BodyLimit:       requestBodyLimit,
+		Concurrency:     s.cfg.MaxConns,
+		ReadTimeout:     s.cfg.ReadTimeout,
+		WriteTimeout:    s.cfg.WriteTimeout,
+		IdleTimeout:     s.cfg.IdleTimeout,
+		ReadBufferSize:  8192,
+		WriteBufferSize: writeBuffer, // see oneWrite
 		CaseSensitive:   true,
 		Network:         "tcp",
 	})

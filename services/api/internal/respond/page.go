@@ -56,6 +56,12 @@ type Page struct {
 	Format     Format
 	Fields     []string // CSV's header row
 	Gzip       bool
+	// Direct, when set, writes n bytes of Src at off to the connection
+	// itself (sendfile): a Stream of an NDJSON page without gzip uses it
+	// for the records, after flushing what its writer holds. An error
+	// wrapping errors.ErrUnsupported, nothing written, falls back to
+	// writing them.
+	Direct func(off, n int64) (int64, error)
 }
 
 // Size is the exact length of the body when it is known before the body is
@@ -282,12 +288,36 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			return s.read - start, err
 		}
 	}
+	if s.p.Direct != nil && s.p.Format == NDJSON && !s.p.Gzip && !s.started {
+		if n, err := s.direct(w); n > 0 || !errors.Is(err, errors.ErrUnsupported) {
+			return n, err
+		}
+		s.started, s.err = false, nil // not a socket: write the records below
+	}
 	s.dst = w
 	defer func() { s.dst = nil }()
 	for !s.finished && s.err == nil {
 		s.err = s.step()
 	}
 	return s.read - start, s.err
+}
+
+// direct writes the records with Page.Direct.
+func (s *Stream) direct(w io.Writer) (int64, error) {
+	s.started = true
+	if f, ok := w.(interface{ Flush() error }); ok {
+		if s.err = f.Flush(); s.err != nil {
+			return 0, s.err
+		}
+	}
+	n, err := s.p.Direct(s.pos, s.p.End-s.pos)
+	s.pos += n
+	s.read += n
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = &SourceError{fmt.Errorf("send records at %d: %w", s.pos, err)}
+	}
+	s.err, s.finished = err, err == nil
+	return n, err
 }
 
 // Close gives the stream's buffers back and calls done. It is idempotent

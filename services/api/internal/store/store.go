@@ -123,6 +123,10 @@ type Lease struct {
 // ReadAt reads the generation's data file (io.ReaderAt).
 func (l Lease) ReadAt(p []byte, off int64) (int, error) { return l.h.data.ReadAt(p, off) }
 
+// File is the generation's data file, for sendfile: read it only at
+// explicit offsets (it is shared), and only while the lease is held.
+func (l Lease) File() *os.File { return l.h.data }
+
 // Range returns the bytes [start, end) of the data file that hold records
 // first .. first+n-1, whole lines each ending in '\n'. n must be at least 1
 // and first+n at most Header.Count.
