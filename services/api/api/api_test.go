@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // proto is the acceptance suite's shared fixture: 25 records.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 const testKey = "test-key-0123456789abcdef"

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // kiloRecords publishes dataset "kilo": 600 records of about 1 KB, so that

@@ -24,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // page is the envelope as a client decodes it.

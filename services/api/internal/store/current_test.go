@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // acquireGen acquires the current generation of d and returns its number.

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // leaseOn opens a Store on dir and leases dataset name's current

@@ -1,6 +1,6 @@
-// Package datadirtest builds DATA_DIR layouts for tests with pkg/schema's
-// own encoders: the metadata header, the offset index, the records and
-// CURRENT, byte for byte as the writer lays them out. It never formats those
+// Package datadirtest builds DATA_DIR layouts for the tests of readers,
+// with pkg/schema's own encoders: the metadata header, the offset index, the
+// records and CURRENT, byte for byte as the writer lays them out. It never formats those
 // bytes by hand, so a test over its files is a test over the real formats.
 package datadirtest
 
