@@ -578,6 +578,26 @@ func TestMetricsShareOneRegistry(t *testing.T) {
 	}
 }
 
+// With METRICS_ADDR set, /metrics is served there, with no key, and not on
+// API_ADDR.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	h := start(t, func(c *Config) { c.MetricsAddr = "127.0.0.1:0" })
+	proto(h)
+	h.get("/fetch-data?dataset=proto&limit=3")
+	if a := h.get("/metrics", "X-API-Key", ""); a.status != http.StatusNotFound {
+		t.Fatalf("/metrics on API_ADDR: %d, want 404", a.status)
+	}
+	resp, err := http.Get("http://" + h.srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `rowpipe_api_requests_total{code="200",route="/fetch-data"} 1`) {
+		t.Fatalf("/metrics on METRICS_ADDR: %d\n%.500s", resp.StatusCode, body)
+	}
+}
+
 // A stop that comes before the serving goroutine has handed its listener to
 // fasthttp must still end Run (the stack cancels early when a sibling fails).
 func TestRunReturnsWhenStoppedRightAfterStart(t *testing.T) {

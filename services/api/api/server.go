@@ -18,9 +18,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
@@ -85,9 +87,10 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	openapi  []byte
 
-	lnMu     sync.Mutex
-	ln       net.Listener
-	stopping atomic.Bool
+	lnMu      sync.Mutex
+	ln        net.Listener
+	metricsLn net.Listener // on MetricsAddr, when set
+	stopping  atomic.Bool
 }
 
 // New checks cfg, loads the keys and builds the server; it does not listen
@@ -231,7 +234,9 @@ func (s *Server) newApp() *fiber.App {
 	app.Get(routeRecords, s.authenticate, s.getRecords)
 	app.Get(routeHealthz, s.healthz)
 	app.Get(routeReadyz, s.readyz)
-	app.Get(routeMetrics, adaptor.HTTPHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
+	if s.cfg.MetricsAddr == "" {
+		app.Get(routeMetrics, adaptor.HTTPHandler(s.metricsHandler()))
+	}
 	app.Get(routeOpenAPI, s.openapiDoc)
 	return app
 }
@@ -255,7 +260,42 @@ func (s *Server) Listen() (net.Addr, error) {
 		}
 		s.ln = ln
 	}
+	if s.cfg.MetricsAddr != "" && s.metricsLn == nil {
+		ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("api: listen on METRICS_ADDR %s: %w", s.cfg.MetricsAddr, err)
+		}
+		s.metricsLn = ln
+	}
 	return s.ln.Addr(), nil
+}
+
+// MetricsAddr is where /metrics is served when Config.MetricsAddr is set,
+// nil before Listen or Run (and without it).
+func (s *Server) MetricsAddr() net.Addr {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
+}
+
+// serveMetrics serves GET /metrics on ln until it is closed.
+func (s *Server) serveMetrics(ln net.Listener) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+routeMetrics, s.metricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("metrics server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	return srv
 }
 
 // Addr is the address the server listens on, nil before Listen or Run.
@@ -279,8 +319,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.lnMu.Lock()
-	ln := s.ln
+	ln, metricsLn := s.ln, s.metricsLn
 	s.lnMu.Unlock()
+	if metricsLn != nil {
+		defer s.serveMetrics(metricsLn).Close()
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if s.keys != nil {
