@@ -85,7 +85,7 @@ func (s *Server) getRecords(c *fiber.Ctx) error {
 	return s.page(c, name, p, routeRecords)
 }
 
-// storeError turns a pagereader error into the answer that says what to do.
+// storeError turns a store error into the answer that says what to do.
 func (s *Server) storeError(err error, name string, pin uint64) error {
 	e := &respond.Error{Err: err}
 	switch {
