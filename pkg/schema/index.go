@@ -138,7 +138,46 @@ func (x *Index) Range(first, n uint64) (start, end int64, err error) {
 	return x.checkRange(first, n, start, IndexEntryEnd(b[:]))
 }
 
-// rangeSpan is the most index bytes Range reads at once (256 entries).
+// EndsMax is the most records Ends locates at once.
+const EndsMax = rangeSpan/IndexEntrySize - 1
+
+// Ends fills ends with the end offsets of records first .. first+len(ends)-1
+// (each just past the record's '\n') and returns where the first of them
+// starts, with one read of the index. 1 ≤ len(ends) ≤ EndsMax, and
+// first+len(ends) must be at most Header.Count. The offsets must go forward
+// from DataStart (an error wrapping ErrIndexFormat otherwise).
+func (x *Index) Ends(first uint64, ends []int64) (start int64, err error) {
+	n := uint64(len(ends))
+	if n == 0 || n > EndsMax {
+		return 0, fmt.Errorf("index ends of %d records: want 1..%d", n, EndsMax)
+	}
+	b := rangeBufs.Get().(*[rangeSpan]byte)
+	defer rangeBufs.Put(b)
+	from := first
+	if first > 0 {
+		from = first - 1 // its end is the start
+	}
+	buf := b[:(first+n-from)*IndexEntrySize]
+	if err := readFullAt(x.r, buf, IndexSize(from)); err != nil {
+		return 0, fmt.Errorf("index entries %d..%d: %w", from, first+n-1, err)
+	}
+	start = x.dataStart
+	if first > 0 {
+		start, buf = IndexEntryEnd(buf), buf[IndexEntrySize:]
+	}
+	prev := start
+	for i := range ends {
+		ends[i] = IndexEntryEnd(buf[i*IndexEntrySize:])
+		if ends[i] <= prev || prev < x.dataStart {
+			return 0, fmt.Errorf("%w: record %d maps to [%d, %d)", ErrIndexFormat, first+uint64(i), prev, ends[i])
+		}
+		prev = ends[i]
+	}
+	return start, nil
+}
+
+// rangeSpan is the most index bytes Range and Ends read at once (256
+// entries).
 const rangeSpan = 256 * IndexEntrySize
 
 var rangeBufs = sync.Pool{New: func() any { return new([rangeSpan]byte) }}

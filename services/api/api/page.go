@@ -10,6 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
 	"github.com/rowpipe/rowpipe/services/api/internal/respond"
 	"github.com/rowpipe/rowpipe/services/api/internal/sendfile"
@@ -69,7 +70,16 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 
 	body := respond.Page{Src: lease, Records: int(returned), Format: respondFormat(p.Format), Fields: h.Fields, Gzip: gz}
-	if returned > 0 {
+	switch {
+	case returned > 0 && returned <= schema.EndsMax && body.Format == respond.JSON:
+		ends := endsBufs.Get().(*[schema.EndsMax]int64)
+		defer endsBufs.Put(ends)
+		body.Ends = ends[:returned]
+		if body.Start, err = lease.Ends(p.Offset, body.Ends); err != nil {
+			return s.unreadable(name, h.Generation, err)
+		}
+		body.End = body.Ends[returned-1]
+	case returned > 0:
 		if body.Start, body.End, err = lease.Range(p.Offset, returned); err != nil {
 			return s.unreadable(name, h.Generation, err)
 		}
@@ -120,6 +130,7 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 		return nil
 	}
 
+	body.Ends = nil // in endsBufs again once the handler returns
 	// Streamed: the answer outlives the handler, and records its own
 	// metrics when it ends.
 	released = true // by the stream
@@ -134,6 +145,9 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 }
 
 var envelopeTail = []byte(respond.EnvelopeTail)
+
+// endsBufs hold the record ends of a JSON page (respond.Page.Ends).
+var endsBufs = sync.Pool{New: func() any { return new([schema.EndsMax]int64) }}
 
 // wholeBody is a body built whole in the handler. fasthttp writes it
 // straight from its buffer (io.WriterTo) and closes it, which puts it back

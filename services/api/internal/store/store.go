@@ -141,6 +141,20 @@ func (l Lease) Range(first, n uint64) (start, end int64, err error) {
 	return start, end, nil
 }
 
+// Ends fills ends with the end offsets of records first ..
+// first+len(ends)-1, each just past its '\n', and returns where the first
+// starts: one read of the index, for up to schema.EndsMax records.
+// first+len(ends) must be at most Header.Count.
+func (l Lease) Ends(first uint64, ends []int64) (start int64, err error) {
+	if n := uint64(len(ends)); first+n > l.Header.Count || first+n < first {
+		return 0, fmt.Errorf("records %d..%d are outside the %d the header covers", first, first+n-1, l.Header.Count)
+	}
+	if start, err = l.h.index.Ends(first, ends); err != nil {
+		return 0, fmt.Errorf("%s: %w", l.h.idx.Name(), err)
+	}
+	return start, nil
+}
+
 // Release gives the generation back; its files close once no lease holds
 // them and it is no longer cached.
 func (l Lease) Release() {
