@@ -58,8 +58,8 @@ type Page struct {
 	// commas instead of scanning for them.
 	Ends   []int64
 	Format Format
-	Fields     []string // CSV's header row
-	Gzip       bool
+	Fields []string // CSV's header row
+	Gzip   bool
 	// Direct, when set, writes n bytes of Src at off to the connection
 	// itself (sendfile): a Stream of an NDJSON page without gzip uses it
 	// for the records, after flushing what its writer holds. An error
