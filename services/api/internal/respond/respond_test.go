@@ -148,6 +148,38 @@ func TestJSONJoinsLinesIntoAnArray(t *testing.T) {
 	}
 }
 
+// lineEnds are the offsets just past each '\n' of file[start:].
+func lineEnds(file []byte, start int64) []int64 {
+	var ends []int64
+	for i := start; i < int64(len(file)); i++ {
+		if file[i] == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	return ends
+}
+
+// With the index's line ends, the join rewrites exactly those bytes: the
+// same page; ends that are not line ends are refused.
+func TestJSONAtKnownLineEnds(t *testing.T) {
+	file := append([]byte("HEADER\n"), records(t, []string{"id", "name", "note"}, tricky)...)
+	start := int64(len("HEADER\n"))
+	p := Page{Head: []byte(`{"data":[`), Tail: []byte(EnvelopeTail), Src: bytes.NewReader(file),
+		Start: start, End: int64(len(file)), Records: len(tricky), Format: JSON}
+	want, err := p.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Ends = lineEnds(file, start)
+	if got, err := p.Append(nil); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("at known ends: %v\n%s\nwant\n%s", err, got, want)
+	}
+	p.Ends[1]-- // not a line end
+	if _, err := p.Append(nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("an end that is not a newline: %v", err)
+	}
+}
+
 func TestNDJSONIsTheBytesUnchanged(t *testing.T) {
 	for _, rows := range [][][]string{tricky, bigTricky()} {
 		file := records(t, []string{"id", "name", "note"}, rows)
