@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -217,9 +218,11 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	return c.SendString(`{"status":"ok"}`)
 }
 
-// GET /readyz: DATA_DIR is a readable directory (datasets or not), and the
-// server is not shutting down. Otherwise 503 saying why; the path and the
-// system's error go to the log, not to the client.
+// GET /readyz: DATA_DIR is a readable directory, the writer beside this api
+// has caught up with the stream (schema.WriterStatusFile; NATS itself is
+// not asked, so an outage keeps a caught-up api ready), and the server is
+// not shutting down. Otherwise 503 saying why; the path and the system's
+// error go to the log, not to the client.
 func (s *Server) readyz(c *fiber.Ctx) error {
 	notReady := func(msg string, err error) error {
 		if err != nil {
@@ -243,6 +246,19 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		return notReady("DATA_DIR does not exist; create it or point DATA_DIR at the writer's data directory", err)
 	case err != nil:
 		return notReady("DATA_DIR is not a readable directory; check that it is the writer's data directory and that the api may read it", err)
+	}
+	// The writer beside this api says whether the files hold what the
+	// stream held when it started: a new pod is not ready before that.
+	b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, schema.WriterStatusFile))
+	if err != nil {
+		return notReady("no writer has reported on the data directory yet: start the writer beside this api", err)
+	}
+	st, err := schema.DecodeWriterStatus(b)
+	if err != nil {
+		return notReady("the writer's status is unreadable; it is rewritten when the writer starts", err)
+	}
+	if !st.CaughtUp {
+		return notReady(fmt.Sprintf("the writer is catching up with stream %s (applied sequence %d of %d)", st.Stream, st.AppliedSeq, st.TargetSeq), nil)
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.SendString(`{"status":"ready"}`)
