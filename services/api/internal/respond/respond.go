@@ -8,7 +8,6 @@
 package respond
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
@@ -26,11 +25,6 @@ type Error struct {
 	RetryAfter time.Duration
 	// Err is the cause, for logs; never shown to the client.
 	Err error
-}
-
-// Errorf returns an *Error with a formatted message.
-func Errorf(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

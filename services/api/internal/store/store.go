@@ -100,9 +100,6 @@ func New(dataDir string, log *slog.Logger) *Store {
 		currents: make(map[string]*current), recheck: Recheck}
 }
 
-// Dir is the data directory the Store reads.
-func (s *Store) Dir() string { return s.dir }
-
 // Stats reports the generations with open files and the leases not yet
 // released; both return to their resting values once every answer is done.
 func (s *Store) Stats() (open, leases int) {
