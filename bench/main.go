@@ -65,6 +65,8 @@ type options struct {
 	benchtime string
 	keep      bool
 	scale     int
+	loadgen   string
+	apiBefore string
 }
 
 var sections = []string{"ingest", "memory", "api", "micro"}
@@ -102,6 +104,8 @@ func run() int {
 	flag.StringVar(&genKind, "gen", "", "only write a generated CSV export to standard output: products or orders, of the first -rows size, deterministic by -seed")
 	flag.Uint64Var(&genSeed, "seed", 1, "the seed of -gen")
 	flag.StringVar(&scaleArg, "scale", "", "run only the scale section: a products CSV of this many rows (10M, say) synced three times through bin/stack with defaults")
+	flag.StringVar(&opt.loadgen, "loadgen", "auto", "API load generator: wrk (Debian's wrk -t2), client (in-process fasthttp client), or auto (wrk when it is on PATH)")
+	flag.StringVar(&opt.apiBefore, "api-before", "", "another api binary (say, main's) to measure in the same slices as bin/api, over the same data: the before column")
 	flag.StringVar(&serveDir, "serve-ceiling", "", "internal: serve the API ceiling's constant bodies from this folder")
 	flag.StringVar(&serveAt, "ceiling-addr", "127.0.0.1:0", "internal: address of -serve-ceiling")
 	flag.Parse()
@@ -156,6 +160,17 @@ func run() int {
 	}
 	if opt.scale > 0 && !set["only"] {
 		opt.only = map[string]bool{} // -scale alone runs only the scale section
+	}
+	switch opt.loadgen {
+	case "auto":
+		opt.loadgen = "client"
+		if _, err := exec.LookPath("wrk"); err == nil {
+			opt.loadgen = "wrk"
+		}
+	case "wrk", "client":
+	default:
+		fmt.Fprintln(os.Stderr, "bench: -loadgen must be wrk, client or auto")
+		return 2
 	}
 	if opt.conns < 1 || opt.duration <= 0 || opt.window < 1 || opt.slices < 1 || opt.repeat < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -conns, -duration, -slices, -repeat and -ceiling-window must be positive")
