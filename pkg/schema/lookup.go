@@ -68,7 +68,18 @@ func LookupKeyOf(value []byte) LookupKey {
 }
 
 // Compare orders keys as big-endian numbers: the order of the slots.
-func (k LookupKey) Compare(o LookupKey) int { return strings.Compare(string(k[:]), string(o[:])) }
+func (k *LookupKey) Compare(o *LookupKey) int {
+	for i := 0; i < LookupKeySize; i += 8 {
+		a, b := binary.BigEndian.Uint64(k[i:]), binary.BigEndian.Uint64(o[i:])
+		if a != b {
+			if a < b {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
 
 // bucket is the bucket of k in a table of 2^bits buckets: the top bits of
 // its first 8 bytes read big-endian.

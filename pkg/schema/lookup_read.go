@@ -173,7 +173,7 @@ func VerifyLookup(r io.ReaderAt, size int64) (LookupMeta, error) {
 			return bad("slot %d: %v", k, err)
 		}
 		key := LookupKey(slot[:LookupKeySize])
-		if k > 0 && key.Compare(prev) <= 0 {
+		if k > 0 && key.Compare(&prev) <= 0 {
 			return bad("slot %d: keys out of order", k)
 		}
 		prev = key

@@ -24,7 +24,7 @@ func buildLookup(t testing.TB, gen uint64, column int, name string, values []str
 		entries[i] = entry{LookupKeyOf([]byte(v)), uint64(i)}
 	}
 	slices.SortFunc(entries, func(a, b entry) int {
-		if c := a.key.Compare(b.key); c != 0 {
+		if c := a.key.Compare(&b.key); c != 0 {
 			return c
 		}
 		return int(a.rec) - int(b.rec)
@@ -142,7 +142,7 @@ func TestLookupIsTheSameBytesForTheSameInput(t *testing.T) {
 
 func TestLookupWriterRefusesWhatWouldBreakTheFormat(t *testing.T) {
 	k1, k2 := LookupKeyOf([]byte("x")), LookupKeyOf([]byte("y"))
-	if k1.Compare(k2) > 0 {
+	if k1.Compare(&k2) > 0 {
 		k1, k2 = k2, k1
 	}
 	cases := map[string]func(w *LookupWriter) error{

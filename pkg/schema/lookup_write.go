@@ -49,9 +49,7 @@ func newSection(w io.WriterAt, off int64, size int) section {
 }
 
 func (s section) u64(v uint64) error {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
-	_, err := s.buf.Write(b[:])
+	_, err := s.buf.Write(binary.LittleEndian.AppendUint64(s.buf.AvailableBuffer(), v))
 	return err
 }
 
@@ -81,7 +79,7 @@ func (lw *LookupWriter) Add(key LookupKey, rec uint64) error {
 	switch {
 	case lw.n >= lw.meta.Count || rec >= lw.meta.Count:
 		lw.err = fmt.Errorf("lookup index: record %d is past the %d records of the index", rec, lw.meta.Count)
-	case lw.started && key.Compare(lw.key) < 0:
+	case lw.started && key.Compare(&lw.key) < 0:
 		lw.err = errors.New("lookup index: keys out of order")
 	case lw.started && key == lw.key && rec <= lw.lastRec:
 		lw.err = fmt.Errorf("lookup index: record %d after %d for one key", rec, lw.lastRec)

@@ -38,19 +38,26 @@ func (d *RecordDecoder) Fields() int { return len(d.prefixes) }
 // order; the strings are checked for their quotes and escapes, not for
 // UTF-8 (the writer checked it). It does not allocate once dst has room.
 func (d *RecordDecoder) Values(rec []byte, dst [][]byte) ([][]byte, error) {
-	return d.walk(rec, dst[:0], true)
+	return d.walk(rec, dst[:0], len(d.prefixes), true)
+}
+
+// Leading is Values for the first n fields only: it neither reads nor
+// checks the bytes after the n-th value, for a reader that trusts the
+// record (the writer checked it) and needs early fields.
+func (d *RecordDecoder) Leading(rec []byte, dst [][]byte, n int) ([][]byte, error) {
+	return d.walk(rec, dst[:0], min(max(n, 0), len(d.prefixes)), true)
 }
 
 // Check reports whether rec (one record, without its '\n') is a record
 // of the decoder's fields, as Values would, without allocating.
 func (d *RecordDecoder) Check(rec []byte) error {
-	_, err := d.walk(rec, nil, false)
+	_, err := d.walk(rec, nil, len(d.prefixes), false)
 	return err
 }
 
-func (d *RecordDecoder) walk(rec []byte, dst [][]byte, collect bool) ([][]byte, error) {
+func (d *RecordDecoder) walk(rec []byte, dst [][]byte, n int, collect bool) ([][]byte, error) {
 	pos := 0
-	for i, p := range d.prefixes {
+	for i, p := range d.prefixes[:n] {
 		if !bytes.HasPrefix(rec[pos:], p) {
 			return dst, fmt.Errorf("%w: field %d is not %s at byte %d", ErrRecordShape, i+1, p[1:len(p)-1], pos)
 		}
@@ -63,6 +70,9 @@ func (d *RecordDecoder) walk(rec []byte, dst [][]byte, collect bool) ([][]byte, 
 			dst = append(dst, rec[pos:end])
 		}
 		pos = end
+	}
+	if n < len(d.prefixes) {
+		return dst, nil
 	}
 	if pos >= len(rec) || pos != len(rec)-1 || rec[pos] != '}' {
 		return dst, fmt.Errorf("%w: expected the end of the object at byte %d", ErrRecordShape, pos)

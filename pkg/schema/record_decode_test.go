@@ -34,6 +34,9 @@ func TestRecordDecoderGivesBackEachValueAndProjects(t *testing.T) {
 			t.Fatalf("JSONStringEquals is wrong for value %d", i)
 		}
 	}
+	if lead, err := dec.Leading(append(rec[:len(rec):len(rec)], "garbage"...), nil, 2); err != nil || len(lead) != 2 || string(lead[0]) != `"tee"` {
+		t.Fatalf("Leading = %q, %v", lead, err)
+	}
 	proj, err := NewRecordEncoder([]string{"limit", "Handle"})
 	if err != nil {
 		t.Fatal(err)
