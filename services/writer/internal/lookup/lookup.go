@@ -126,13 +126,19 @@ func compareEntries(a, b entry) int {
 func collect(ctx context.Context, src Source, dec *schema.RecordDecoder, cols []*column) error {
 	h := src.Header
 	r := newLineReader(io.NewSectionReader(src.Data, int64(h.Size), 1<<62))
-	var values [][]byte
-	var scratch []byte
-	need := 0 // the values up to the last indexed column
+	byField := make([]*column, len(h.Fields))
 	for _, c := range cols {
-		need = max(need, c.pos+1)
+		byField[c.pos] = c
 	}
-	for rec := uint64(0); rec < h.Count; rec++ {
+	var rec uint64
+	add := func(i int, value []byte) error {
+		if c := byField[i]; c != nil {
+			return c.add(entry{schema.LookupKeyOf(value), rec})
+		}
+		return nil
+	}
+	var scratch []byte
+	for ; rec < h.Count; rec++ {
 		if rec&0xffff == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -142,16 +148,8 @@ func collect(ctx context.Context, src Source, dec *schema.RecordDecoder, cols []
 		if err != nil {
 			return fmt.Errorf("record %d: %w", rec, err)
 		}
-		if values, err = dec.Leading(line, values, need); err != nil {
+		if scratch, err = dec.Decode(line, scratch, add); err != nil {
 			return fmt.Errorf("record %d: %w", rec, err)
-		}
-		for _, c := range cols {
-			if scratch, err = schema.AppendJSONStringValue(scratch[:0], values[c.pos]); err != nil {
-				return fmt.Errorf("record %d: %w", rec, err)
-			}
-			if err := c.add(entry{schema.LookupKeyOf(scratch), rec}); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

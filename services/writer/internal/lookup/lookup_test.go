@@ -3,6 +3,7 @@ package lookup
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,18 +79,14 @@ func scan(t testing.TB, dir string, h schema.Header, col int) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, _ := schema.NewRecordDecoder(h.Fields)
+	// encoding/json, not the decoder under test, reads the values back.
 	var out []string
-	var vals [][]byte
 	for line := range bytes.Lines(b[h.Size:]) {
-		if vals, err = dec.Values(bytes.TrimSuffix(line, []byte("\n")), vals); err != nil {
+		var m map[string]string
+		if err := json.Unmarshal(line, &m); err != nil {
 			t.Fatal(err)
 		}
-		v, err := schema.AppendJSONStringValue(nil, vals[col])
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, string(v))
+		out = append(out, m[h.Fields[col]])
 	}
 	if uint64(len(out)) != h.Count {
 		t.Fatalf("scanned %d records, the header counts %d", len(out), h.Count)
