@@ -63,8 +63,8 @@ var ErrCursorGeneration = errors.New("the cursor belongs to another generation")
 
 // Run answers req from g, handing each record of the page to emit, in
 // file order: the record's JSON object without its '\n', projected to
-// req.Fields when set. The bytes are valid only during the call. emit's
-// error stops Run and is returned as is.
+// req.Fields when set. The bytes are valid only during the call. An
+// error of emit stops Run and is returned wrapped (errors.Is sees it).
 //
 // Candidates: with an index on a filtered field (the one with the fewest
 // matches when several have one) the records holding that value, else
@@ -101,75 +101,72 @@ func Run(g Gen, req Request, page Page, emit func(rec []byte) error) (Result, er
 func (r *reader) fromIndex(c candidates, page Page, emit func([]byte) error) (Result, error) {
 	n := c.len()
 	res := Result{Count: &n}
-	for i := page.Offset; i < n && res.Returned < page.Limit; {
-		recs, err := r.read(c, i, page.Limit-res.Returned)
-		if err != nil {
-			return res, err
-		}
-		for _, rec := range recs {
-			line, err := r.record(rec)
-			if err != nil {
-				return res, err
-			}
-			if err := r.emit(line, emit); err != nil {
-				return res, err
-			}
-			res.Returned++
-		}
-		i += uint64(len(recs))
-	}
+	_, err := r.walk(c, page.Offset, uint64(page.Limit), func(line []byte) (bool, error) {
+		res.Returned++
+		return true, r.emit(line, emit)
+	})
 	if next := page.Offset + uint64(res.Returned); next < n {
 		res.NextOffset = &next
 	}
-	return res, nil
+	return res, err
 }
 
 // scan tests candidates from the cursor on against the filters in rest.
 func (r *reader) scan(c candidates, rest []Filter, from *Cursor, page Page, emit func([]byte) error) (Result, error) {
-	var res Result
-	res.Scan = &Scan{}
+	res := Result{Scan: &Scan{}}
 	if c.postings != nil {
 		res.Scan.Indexed = r.g.Header.Fields[c.field]
 	}
-	var pos uint64
+	var start uint64
 	if from != nil {
-		pos = from.Position
+		start = from.Position
 	}
-	start, n := pos, c.len()
 	var matched uint64
-	for pos < n && res.Scan.Scanned < page.ScanLimit && res.Returned < page.Limit {
-		want := min(n-pos, page.ScanLimit-res.Scan.Scanned, uint64(batch))
-		recs, err := r.read(c, pos, int(want))
-		if err != nil {
-			return res, err
+	pos, err := r.walk(c, start, page.ScanLimit, func(line []byte) (bool, error) {
+		res.Scan.Scanned++
+		ok, err := r.test(line, rest)
+		if err != nil || !ok {
+			return true, err
 		}
-		for _, rec := range recs {
-			line, err := r.record(rec)
-			if err != nil {
-				return res, err
-			}
-			pos++
-			res.Scan.Scanned++
-			ok, err := r.test(line, rest)
-			if err != nil {
-				return res, fmt.Errorf("record %d: %w", rec, err)
-			}
-			if ok {
-				matched++
-				if err := r.emit(line, emit); err != nil {
-					return res, err
-				}
-				res.Returned++
-				if res.Returned == page.Limit {
-					break
-				}
-			}
-		}
+		matched++
+		res.Returned++
+		return res.Returned < page.Limit, r.emit(line, emit)
+	})
+	if err != nil {
+		return res, err
 	}
-	if pos < n {
+	if pos < c.len() {
 		res.Scan.Next = &Cursor{Generation: r.g.Header.Generation, Position: pos}
 	} else if start == 0 {
 		res.Count = &matched
 	}
 	return res, nil
+}
+
+// walk reads the candidates from position pos on, at most max of them,
+// and hands each record to visit until it returns false or an error. It
+// returns the position after the last candidate read.
+func (r *reader) walk(c candidates, pos, max uint64, visit func(line []byte) (bool, error)) (uint64, error) {
+	end := pos + min(max, c.len()-min(pos, c.len()))
+	for pos < end {
+		recs, err := r.read(c, pos, int(min(end-pos, batch)))
+		if err != nil {
+			return pos, err
+		}
+		for _, rec := range recs {
+			line, err := r.record(rec)
+			if err != nil {
+				return pos, err
+			}
+			pos++
+			more, err := visit(line)
+			if err != nil {
+				return pos, fmt.Errorf("record %d: %w", rec, err)
+			}
+			if !more {
+				return pos, nil
+			}
+		}
+	}
+	return pos, nil
 }
