@@ -20,12 +20,13 @@
 package query
 
 import (
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"iter"
 	"strconv"
 	"strings"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
 // Parameter names.
@@ -113,7 +114,7 @@ func Parse(fields []string, args iter.Seq2[string, string]) (Request, *Error) {
 				return req, &Error{Param: name, Message: "fields: send it once, the names separated by commas"}
 			}
 			seenFields = true
-			names, err := splitFields(value)
+			names, err := schema.ParseFieldList(value)
 			if err != nil {
 				return req, &Error{Param: name, Message: "fields: " + err.Error()}
 			}
@@ -138,23 +139,6 @@ func Parse(fields []string, args iter.Seq2[string, string]) (Request, *Error) {
 		}
 	}
 	return req, nil
-}
-
-// splitFields reads a fields value: one CSV record.
-func splitFields(v string) ([]string, error) {
-	if v == "" {
-		return nil, errors.New("name at least one field, e.g. fields=Handle,Title")
-	}
-	r := csv.NewReader(strings.NewReader(v))
-	r.FieldsPerRecord = -1
-	names, err := r.Read()
-	if err != nil {
-		return nil, fmt.Errorf("%q is not a comma-separated list (quote a name holding a comma as in CSV): %v", v, err)
-	}
-	if _, err := r.Read(); err == nil {
-		return nil, fmt.Errorf("%q holds a line break outside quotes", v)
-	}
-	return names, nil
 }
 
 func quoteAll(names []string) string {
