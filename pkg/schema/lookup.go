@@ -212,7 +212,13 @@ func checkLookupName(b []byte, m *LookupMeta, padded []byte, nameLen int) error 
 // LookupFile is the lookup index of the column at 0-based position column
 // of generation gen: "gen-<G>.lookup-<column>.idx".
 func LookupFile(gen uint64, column int) string {
-	return genPrefix + strconv.FormatUint(gen, 10) + lookupInfix + strconv.Itoa(column) + lookupSuffix
+	return LookupFilePrefix(gen) + strconv.Itoa(column) + lookupSuffix
+}
+
+// LookupFilePrefix starts the name of every lookup index of generation
+// gen, and of the temporary files a build of one leaves: "gen-<G>.lookup-".
+func LookupFilePrefix(gen uint64) string {
+	return genPrefix + strconv.FormatUint(gen, 10) + lookupInfix
 }
 
 // LookupFileOf parses a LookupFile name.

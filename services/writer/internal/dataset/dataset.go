@@ -559,6 +559,9 @@ func (d *Dataset) applyBegin(ctx context.Context, m Msg) error {
 	if dup := duplicate(b.Fields); dup != "" {
 		return hostile(ReasonBadBegin, "begin fields: %q appears twice", dup)
 	}
+	if _, err := schema.ValidateIndexColumns(b.Fields, b.Index); err != nil {
+		return hostile(ReasonBadBegin, "begin: %v", err)
+	}
 
 	// A late copy of the begin of a sync that is over (a publish retried
 	// past the broker's de-duplication window): nothing to do.
@@ -589,7 +592,7 @@ func (d *Dataset) applyBegin(ctx context.Context, m Msg) error {
 	if err := d.cfg.FS.MkdirAll(d.cfg.Dir, 0o755); err != nil {
 		return err
 	}
-	open := &openSync{Sync: b.Sync, Begin: m.Seq, Source: b.Source}
+	open := &openSync{Sync: b.Sync, Begin: m.Seq, Source: b.Source, Index: b.Index}
 	h := schema.Header{
 		Dataset: d.cfg.Name, Generation: m.Seq, State: schema.StateBuilding, Mode: mode, Sync: b.Sync,
 		Fields: b.Fields, Source: b.Source, CreatedAt: m.Time, UpdatedAt: m.Time, LastSeq: m.Seq,
@@ -777,6 +780,9 @@ func (d *Dataset) endReplace(ctx context.Context, m Msg, e schema.End) error {
 	if err := g.SetHeader(h); err != nil {
 		return err
 	}
+	if err := d.buildIndexes(ctx, g, d.st.Building.Index); err != nil {
+		return err
+	}
 	if err := d.writeCurrent(h.Generation); err != nil {
 		return err
 	}
@@ -819,6 +825,9 @@ func (d *Dataset) endAppend(ctx context.Context, m Msg, e schema.End) error {
 	h.Source = d.fitSource(h, mergeSource(a.Source, e.Source))
 	h.LastSeq, h.UpdatedAt = m.Seq, m.Time
 	if err := g.SetHeader(h); err != nil {
+		return err
+	}
+	if err := d.rebuildIndexes(ctx, g, a.Index); err != nil {
 		return err
 	}
 	next := d.st
