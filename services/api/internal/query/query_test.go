@@ -354,3 +354,21 @@ func setOf(lines []string) map[string]bool {
 	}
 	return m
 }
+
+// MaxBytes ends a page early, after one record at least, and the page
+// says where the next one starts: index answers and scans alike.
+func TestAPageEndsAtItsByteBudgetAndSaysWhereToGoOn(t *testing.T) {
+	f := products(t, 300, "Variant SKU")
+	for _, q := range [][]string{{"eq.Variant SKU="}, {"eq.limit=1"}} {
+		want := f.brute(t, map[string]string{strings.TrimPrefix(strings.Split(q[0], "=")[0], "eq."): strings.Split(q[0], "=")[1]})
+		got, pages := f.all(t, f.request(t, q...), Page{Limit: 100, ScanLimit: 1000, MaxBytes: 1})
+		if !slices.Equal(got, f.lines(t, want)) {
+			t.Fatalf("%v: %d records, want %d", q, len(got), len(want))
+		}
+		for _, p := range pages[:len(pages)-1] {
+			if p.Returned != 1 {
+				t.Fatalf("%v: a page of %d records with a budget of one byte", q, p.Returned)
+			}
+		}
+	}
+}

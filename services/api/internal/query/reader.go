@@ -23,6 +23,7 @@ type reader struct {
 	scratch []byte                // unescaped values
 	out     []byte                // the projected record
 	recs    []uint64              // candidate record numbers
+	emitted int                   // bytes handed to emit
 }
 
 func newReader(g Gen, req Request) (*reader, error) {
@@ -161,9 +162,13 @@ func (r *reader) test(line []byte, filters []Filter) (bool, error) {
 	return err == nil, err
 }
 
+// more reports whether the page has room for another record.
+func (r *reader) more(page Page) bool { return page.MaxBytes <= 0 || r.emitted < page.MaxBytes }
+
 // emit hands the record, projected if asked, to fn.
 func (r *reader) emit(line []byte, fn func([]byte) error) error {
 	if r.proj == nil {
+		r.emitted += len(line)
 		return fn(line)
 	}
 	var err error
@@ -179,5 +184,6 @@ func (r *reader) emit(line []byte, fn func([]byte) error) error {
 	if r.out, err = r.proj.Append(r.out[:0], r.vals); err != nil {
 		return err
 	}
+	r.emitted += len(r.out)
 	return fn(r.out)
 }

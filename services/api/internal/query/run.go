@@ -26,6 +26,10 @@ type Page struct {
 	Limit     int    // records returned at most, ≥ 1
 	Offset    uint64 // matches skipped first (answers from an index only)
 	ScanLimit uint64 // records a scan may read, ≥ 1
+	// MaxBytes, when > 0, ends the page once the records handed to emit
+	// reach it (after one record at least): the page says where the next
+	// one starts, as it does at Limit.
+	MaxBytes int
 }
 
 // Result says what Run answered.
@@ -103,7 +107,8 @@ func (r *reader) fromIndex(c candidates, page Page, emit func([]byte) error) (Re
 	res := Result{Count: &n}
 	_, err := r.walk(c, page.Offset, uint64(page.Limit), func(line []byte) (bool, error) {
 		res.Returned++
-		return true, r.emit(line, emit)
+		err := r.emit(line, emit)
+		return r.more(page), err
 	})
 	if next := page.Offset + uint64(res.Returned); next < n {
 		res.NextOffset = &next
@@ -130,7 +135,8 @@ func (r *reader) scan(c candidates, rest []Filter, from *Cursor, page Page, emit
 		}
 		matched++
 		res.Returned++
-		return res.Returned < page.Limit, r.emit(line, emit)
+		err = r.emit(line, emit)
+		return res.Returned < page.Limit && r.more(page), err
 	})
 	if err != nil {
 		return res, err
