@@ -17,8 +17,13 @@ const DefaultScanLimit = 100_000
 type Gen struct {
 	Header  schema.Header
 	Data    io.ReaderAt
-	Index   *schema.Index
+	Index   Ranger
 	Indexes *Indexes
+}
+
+// Ranger finds records in the data file: schema.Index.Range's contract.
+type Ranger interface {
+	Range(first, n uint64) (start, end int64, err error)
 }
 
 // Page bounds one answer.

@@ -31,8 +31,8 @@ import (
 )
 
 // DefaultBudget is the memory Build gives its run buffers, all columns
-// together, and again its merge buffers: about 2 × 4 MiB at most.
-const DefaultBudget = 4 << 20
+// together, and again its merge buffers: about 2 × 2 MiB at most.
+const DefaultBudget = 2 << 20
 
 // Config says where and how to write.
 type Config struct {
