@@ -372,3 +372,32 @@ func TestAPageEndsAtItsByteBudgetAndSaysWhereToGoOn(t *testing.T) {
 		}
 	}
 }
+
+// After an append the writer rebuilds the indexes under their names: a
+// Live sees the stale ones and opens the new ones, at most once a second.
+func TestLiveReopensIndexesRebuiltAfterAnAppend(t *testing.T) {
+	f := products(t, 90, "Variant SKU")
+	dir := filepath.Join(f.dir, f.gen.Dataset)
+	live, err := OpenLive(dir, f.g.Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	t0 := datadirtest.BaseTime
+	if x, _ := live.For(f.g.Header, t0); x.For(3, 90) == nil {
+		t.Fatal("the index is not used")
+	}
+	h := datadirtest.Append(t, f.dir, f.gen, f.g.Header, 30)
+	if x, _ := live.For(h, t0); x.For(3, h.Count) != nil {
+		t.Fatal("a stale index is used")
+	}
+	f.gen.Rows = 120
+	datadirtest.WriteLookup(t, f.dir, f.gen, "Variant SKU") // the writer's rebuild at the append's end
+	if x, _ := live.For(h, t0.Add(ReopenEvery/2)); x.For(3, h.Count) != nil {
+		t.Fatal("reopened sooner than ReopenEvery")
+	}
+	x, err := live.For(h, t0.Add(ReopenEvery))
+	if err != nil || x.For(3, h.Count) == nil {
+		t.Fatalf("the rebuilt index is not used: %v", err)
+	}
+}
