@@ -18,6 +18,7 @@ import (
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
+	"github.com/rowpipe/rowpipe/services/api/internal/find"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/pagereader"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
@@ -244,6 +245,9 @@ func (s *Server) fetchData(c *fiber.Ctx) error {
 	if p.MetadataOnly {
 		return s.metadata(c, name, p.Generation)
 	}
+	if wantsFind(c) {
+		return s.find(c, name, p, routeFetch)
+	}
 	return s.page(c, name, p, routeFetch)
 }
 
@@ -276,6 +280,9 @@ func (s *Server) getRecords(c *fiber.Ctx) error {
 	}
 	if p.MetadataOnly {
 		return s.metadata(c, name, p.Generation)
+	}
+	if wantsFind(c) {
+		return s.find(c, name, p, routeRecords)
 	}
 	return s.page(c, name, p, routeRecords)
 }
@@ -319,14 +326,35 @@ type metadataBody struct {
 	Source     schema.Source `json:"source"`
 	CreatedAt  time.Time     `json:"created_at"`
 	UpdatedAt  time.Time     `json:"updated_at"`
+	// Indexes are the fields with a lookup index, and how many distinct
+	// values each holds.
+	Indexes []find.IndexInfo `json:"indexes"`
 }
 
-func metadataOf(h schema.Header) metadataBody {
+func metadataOf(h schema.Header, indexes []find.IndexInfo) metadataBody {
+	if indexes == nil {
+		indexes = []find.IndexInfo{}
+	}
 	return metadataBody{
 		Dataset: h.Dataset, Generation: h.Generation, State: h.State, Mode: h.Mode, Sync: h.Sync,
 		Count: h.Count, Rejected: h.Rejected, Fields: h.Fields, Source: h.Source,
-		CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt,
+		CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt, Indexes: indexes,
 	}
+}
+
+// indexesOf describes the lookup indexes of the generation h of dataset
+// name; stale is true when one of them does not cover h yet.
+func (s *Server) indexesOf(c *fiber.Ctx, name string, h schema.Header) (info []find.IndexInfo, stale bool) {
+	x, release, err := s.finds.Acquire(name, h, c.Context().Time())
+	defer release()
+	if err != nil {
+		s.log.Warn("a lookup index is left out", "dataset", name, "generation", h.Generation, "err", err)
+	}
+	info = x.Describe(h.Fields, h.Count)
+	for _, i := range info {
+		stale = stale || i.Stale
+	}
+	return info, stale
 }
 
 // metadata answers from one small read of the generation's header.
@@ -345,14 +373,18 @@ func (s *Server) metadata(c *fiber.Ctx, name string, pin uint64) error {
 		c.Status(http.StatusNotModified)
 		return nil
 	}
-	// The body depends on the header alone: encoded once per header state.
+	// The body depends on the header and the indexes: encoded once per
+	// header state, unless an index is being rebuilt (after an append).
 	body := lease.Memo()
 	if body == nil {
-		b, err := json.Marshal(metadataOf(lease.Header))
+		info, stale := s.indexesOf(c, name, lease.Header)
+		b, err := json.Marshal(metadataOf(lease.Header, info))
 		if err != nil {
 			return err
 		}
-		lease.SetMemo(b)
+		if !stale {
+			lease.SetMemo(b)
+		}
 		body = b
 	}
 	hdr.SetContentType(fiber.MIMEApplicationJSON)
@@ -381,7 +413,8 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 			}
 			continue
 		}
-		list = append(list, metadataOf(lease.Header))
+		info, _ := s.indexesOf(c, name, lease.Header)
+		list = append(list, metadataOf(lease.Header, info))
 		lease.Release()
 	}
 	body, err := json.Marshal(struct {

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
+	"github.com/rowpipe/rowpipe/services/api/internal/find"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
 	"github.com/rowpipe/rowpipe/services/api/internal/pagereader"
@@ -78,7 +79,8 @@ type Server struct {
 	log     *slog.Logger
 	app     *fiber.App
 	store   *pagereader.Store
-	keys    *auth.Keys // nil when auth is off
+	finds   *find.Cache // lookup indexes of the generations filtered requests use
+	keys    *auth.Keys  // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
 	// routes are the metrics of each route pattern and of metrics.Unmatched,
@@ -115,6 +117,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln}
 	s.inlineDone = s.inlineDoneFunc()
 	s.store = pagereader.New(cfg.DataDir, s.log)
+	s.finds = find.NewCache(cfg.DataDir)
 
 	if cfg.Auth == AuthOn {
 		keys, err := auth.New(cfg.Keys, cfg.KeysFile, s.log)

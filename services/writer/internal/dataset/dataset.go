@@ -824,10 +824,12 @@ func (d *Dataset) endAppend(ctx context.Context, m Msg, e schema.End) error {
 	h.Sync = a.Sync
 	h.Source = d.fitSource(h, mergeSource(a.Source, e.Source))
 	h.LastSeq, h.UpdatedAt = m.Seq, m.Time
-	if err := g.SetHeader(h); err != nil {
+	// The indexes first: a reader that sees the final header finds them
+	// rebuilt.
+	if err := d.rebuildIndexes(ctx, g, a.Index); err != nil {
 		return err
 	}
-	if err := d.rebuildIndexes(ctx, g, a.Index); err != nil {
+	if err := g.SetHeader(h); err != nil {
 		return err
 	}
 	next := d.st

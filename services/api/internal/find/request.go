@@ -1,4 +1,4 @@
-// Package query answers the filtered and projected requests of the data
+// Package find answers the filtered and projected requests of the data
 // endpoints from one open generation: equality filters on any field,
 // answered from a lookup index (pkg/schema/docs/lookup.md) in O(1) when
 // the field has one and by a bounded scan that says where to continue
@@ -17,7 +17,7 @@
 //
 // Names and values are percent-decoded first, as every query parameter
 // is (so '+' is a space: send %2B for a plus sign).
-package query
+package find
 
 import (
 	"errors"

@@ -1,0 +1,229 @@
+package api
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/api/internal/params"
+	"github.com/rowpipe/rowpipe/services/api/internal/find"
+	"github.com/rowpipe/rowpipe/services/api/internal/respond"
+)
+
+// findPageBytes ends a filtered page early once its records reach this
+// size (after one record at least); the page says where the next starts.
+const findPageBytes = 4 << 20
+
+// wantsFind reports whether the request filters or projects records
+// (package find's parameters), which s.find answers.
+func wantsFind(c *fiber.Ctx) bool {
+	found := false
+	c.Context().QueryArgs().VisitAll(func(k, _ []byte) {
+		found = found || bytes.HasPrefix(k, []byte(find.FilterPrefix)) ||
+			string(k) == find.FieldsParam || string(k) == find.CursorParam
+	})
+	return found
+}
+
+// findHead is the JSON envelope of a filtered page, data last: the
+// contract's page envelope, with count null when a scan cannot know it,
+// and scan set when records were tested one by one.
+type findHead struct {
+	Dataset    string    `json:"dataset"`
+	Generation uint64    `json:"generation"`
+	Count      *uint64   `json:"count"`
+	Offset     uint64    `json:"offset"`
+	Limit      int       `json:"limit"`
+	Returned   int       `json:"returned"`
+	NextOffset *uint64   `json:"next_offset"`
+	Scan       *findScan `json:"scan,omitempty"`
+}
+
+type findScan struct {
+	// Index names the field whose lookup index chose the records
+	// scanned; omitted when every record was a candidate.
+	Index      string  `json:"index,omitempty"`
+	Scanned    uint64  `json:"scanned"`
+	ScanLimit  uint64  `json:"scan_limit"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+var findBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// find answers a page with equality filters, a projection or a cursor
+// (package find): from a lookup index in O(1) when the filtered field has
+// one, by a scan of at most ScanLimit records otherwise. It holds one
+// record at a time and the page.
+func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) error {
+	args := c.Context().QueryArgs()
+	pin := p.Generation
+	if v := args.Peek(find.CursorParam); v != nil {
+		// The cursor's generation is the one to read: pinned.
+		cur, err := find.ParseCursor(string(v))
+		if err != nil {
+			return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
+				Message: fmt.Sprintf("cursor: %q is not a cursor; pass back the next_cursor of the previous page as it is", v)}
+		}
+		if pin != 0 && pin != cur.Generation {
+			return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
+				Message: fmt.Sprintf("generation=%d and a cursor of generation %d: drop one of them", pin, cur.Generation)}
+		}
+		pin = cur.Generation
+	}
+	lease, err := s.store.Acquire(name, pin)
+	if err != nil {
+		return s.storeError(err, name, pin)
+	}
+	defer lease.Release()
+	h := &lease.Header
+	req, qe := find.Parse(h.Fields, func(yield func(string, string) bool) {
+		args.VisitAll(func(k, v []byte) { yield(string(k), string(v)) })
+	})
+	if qe != nil {
+		code := "invalid_parameter"
+		if qe.Fields != nil {
+			code = "unknown_field"
+		}
+		return &respond.Error{Status: http.StatusBadRequest, Code: code, Message: qe.Message}
+	}
+	indexes, release, err := s.finds.Acquire(name, *h, c.Context().Time())
+	defer release()
+	if err != nil {
+		s.log.Warn("a lookup index is left out: its field is scanned instead", "dataset", name, "generation", h.Generation, "err", err)
+	}
+	gen := find.Gen{Header: *h, Data: lease, Index: lease, Indexes: indexes}
+	buf := findBufs.Get().(*[]byte)
+	defer findBufs.Put(buf)
+	lines := (*buf)[:0]
+	res, err := find.Run(gen, req, find.Page{Limit: p.Limit, Offset: p.Offset, ScanLimit: s.cfg.ScanLimit, MaxBytes: findPageBytes},
+		func(rec []byte) error {
+			lines = append(append(lines, rec...), '\n')
+			return nil
+		})
+	*buf = lines
+	switch {
+	case errors.Is(err, find.ErrOffsetInScan):
+		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
+			Message: "offset: the filters need a scan (a field without a lookup index), which pages with cursor=<scan.next_cursor>; drop offset"}
+	case errors.Is(err, find.ErrCursorGeneration):
+		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter", Message: "cursor: it belongs to another generation"}
+	case err != nil:
+		s.log.Warn("filtered answer not sent: the generation could not be read", "dataset", name, "generation", h.Generation, "err", err)
+		return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
+	}
+
+	head := findHead{Dataset: name, Generation: h.Generation, Count: res.Count, Offset: p.Offset, Limit: p.Limit,
+		Returned: res.Returned, NextOffset: res.NextOffset}
+	hdr := &c.Response().Header
+	hdr.Set(fiber.HeaderCacheControl, "private, no-cache")
+	hdr.Set(fiber.HeaderVary, "Accept")
+	if res.Count != nil {
+		hdr.Set("X-Total-Count", strconv.FormatUint(*res.Count, 10))
+	}
+	if sc := res.Scan; sc != nil {
+		head.Scan = &findScan{Index: sc.Indexed, Scanned: sc.Scanned, ScanLimit: s.cfg.ScanLimit}
+		if sc.Next != nil {
+			next := sc.Next.String()
+			head.Scan.NextCursor = &next
+			hdr.Set(fiber.HeaderLink, findLink(c, route, name, h.Generation, find.CursorParam, next))
+		}
+	} else if res.NextOffset != nil {
+		hdr.Set(fiber.HeaderLink, findLink(c, route, name, h.Generation, "offset", strconv.FormatUint(*res.NextOffset, 10)))
+	}
+	fields := h.Fields
+	if req.Fields != nil {
+		fields = make([]string, len(req.Fields))
+		for i, f := range req.Fields {
+			fields[i] = h.Fields[f]
+		}
+	}
+	hdr.SetContentType(p.Format.ContentType())
+	if c.Method() == fiber.MethodHead {
+		return nil
+	}
+	body, err := findBody(head, lines, fields, p.Format)
+	if err != nil {
+		return err
+	}
+	c.Response().SetBody(body)
+	return nil
+}
+
+// findBody writes a filtered page: lines are its records, one a line.
+func findBody(head findHead, lines []byte, fields []string, f params.Format) ([]byte, error) {
+	switch f {
+	case params.NDJSON:
+		return lines, nil
+	case params.CSV:
+		return csvOf(lines, fields)
+	}
+	b, err := json.Marshal(head)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(b)+len(lines)+16)
+	out = append(append(out, b[:len(b)-1]...), `,"data":[`...)
+	for i, line := range bytes.SplitAfter(lines[:max(len(lines)-1, 0)], []byte("\n")) {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, bytes.TrimSuffix(line, []byte("\n"))...)
+	}
+	return append(out, "]}"...), nil
+}
+
+// csvOf is the records of lines (one a line, keys fields) as CSV with a
+// header row.
+func csvOf(lines []byte, fields []string) ([]byte, error) {
+	dec, err := schema.NewRecordDecoder(fields)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	w := csv.NewWriter(&out)
+	if err := w.Write(fields); err != nil {
+		return nil, err
+	}
+	row := make([]string, len(fields))
+	var scratch []byte
+	for line := range bytes.Lines(lines) {
+		scratch, err = dec.Decode(bytes.TrimSuffix(line, []byte("\n")), scratch, func(i int, v []byte) error {
+			row[i] = string(v)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := w.Write(row); err != nil {
+			return nil, err
+		}
+	}
+	w.Flush()
+	return out.Bytes(), w.Error()
+}
+
+// findLink is the Link header of the next filtered page: the request's
+// own parameters with param set to value, pinned to generation gen.
+func findLink(c *fiber.Ctx, route, name string, gen uint64, param, value string) string {
+	var next fasthttp.Args
+	c.Context().QueryArgs().CopyTo(&next)
+	next.Del("offset")
+	next.Del(find.CursorParam)
+	next.Set(param, value)
+	next.Set("generation", strconv.FormatUint(gen, 10))
+	path := route
+	if route == routeRecords {
+		path = "/datasets/" + name + "/records"
+	}
+	return "<" + path + "?" + strings.ReplaceAll(next.String(), " ", "%20") + `>; rel="next"`
+}

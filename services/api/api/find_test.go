@@ -1,0 +1,229 @@
+package api
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+)
+
+// shopFields are header names as real exports have them, with the names
+// a query string could confuse: spaces, parentheses, '/', '.', '=', a
+// comma, and columns called limit and offset.
+var shopFields = []string{"Handle", "Title", "Variant SKU", "Body (HTML)", "Google Shopping / Gender", "limit", "offset", "a.b=c", "Weight, kg"}
+
+func shopRow(i int, v []string) {
+	v[0] = fmt.Sprintf("linen-apron-%d", i/3)
+	v[1], v[3] = "", ""
+	if i%3 == 0 {
+		v[1] = []string{"Linen Apron", "Café \"Crème\" Mug", "北欧 Tote 🍵"}[i/3%3]
+		v[3] = "<p>9\" x 12\"</p>\n<p>Café</p>"
+	}
+	v[2] = fmt.Sprintf("FH-%04d-%d", i/3, i%3+1)
+	v[4] = []string{"unisex", "female", ""}[i%3]
+	v[5], v[6], v[7], v[8] = fmt.Sprint(i%4), fmt.Sprint(i%5), "x", fmt.Sprint(i%7)
+}
+
+// shop publishes 600 records with lookup indexes of Handle and Variant SKU.
+func shop(h *harness) datadirtest.Gen {
+	g := h.publish(datadirtest.Gen{Dataset: "shop", Generation: 9, Fields: shopFields, Rows: 600, Row: shopRow})
+	datadirtest.WriteLookup(h.t, h.dataDir, g, "Handle")
+	datadirtest.WriteLookup(h.t, h.dataDir, g, "Variant SKU")
+	return g
+}
+
+// matching is the brute force: the records of g whose fields hold values.
+func matching(t *testing.T, g datadirtest.Gen, values map[string]string) [][]byte {
+	var out [][]byte
+	for i := range g.Rows {
+		var m map[string]string
+		line := g.Line(t, i)
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatal(err)
+		}
+		ok := true
+		for k, v := range values {
+			ok = ok && m[k] == v
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// eq builds a query string of filters, names and values percent-encoded
+// as a client does.
+func eq(kv ...string) string {
+	var q []string
+	for i := 0; i+1 < len(kv); i += 2 {
+		q = append(q, url.QueryEscape("eq."+kv[i])+"="+url.QueryEscape(kv[i+1]))
+	}
+	return strings.Join(q, "&")
+}
+
+type findPage struct {
+	Count      *uint64           `json:"count"`
+	Offset     uint64            `json:"offset"`
+	Returned   int               `json:"returned"`
+	NextOffset *uint64           `json:"next_offset"`
+	Scan       *findScan         `json:"scan"`
+	Data       []json.RawMessage `json:"data"`
+}
+
+func (h *harness) findPage(path string) (findPage, answer) {
+	h.t.Helper()
+	a := h.get(path)
+	if a.status != 200 {
+		h.t.Fatalf("%s: %d %s", path, a.status, a.body)
+	}
+	var p findPage
+	if err := json.Unmarshal(a.body, &p); err != nil {
+		h.t.Fatalf("%s: %v: %s", path, err, a.body)
+	}
+	if p.Returned != len(p.Data) {
+		h.t.Fatalf("%s: returned %d, %d records", path, p.Returned, len(p.Data))
+	}
+	return p, a
+}
+
+func TestALookupOnAnIndexedFieldIsExactAndPaged(t *testing.T) {
+	h := start(t, nil)
+	g := shop(h)
+	want := matching(t, g, map[string]string{"Variant SKU": "FH-0042-2"})
+	p, a := h.findPage("/fetch-data?dataset=shop&" + eq("Variant SKU", "FH-0042-2"))
+	if len(want) != 1 || p.Count == nil || *p.Count != 1 || p.Scan != nil || !bytes.Equal(p.Data[0], want[0]) || a.header.Get("X-Total-Count") != "1" {
+		t.Fatalf("%s", a.body)
+	}
+	// Three variants a handle, two a page: offset pages through them.
+	want = matching(t, g, map[string]string{"Handle": "linen-apron-7"})
+	var got [][]byte
+	path := "/datasets/shop/records?limit=2&" + eq("Handle", "linen-apron-7")
+	for path != "" {
+		p, a := h.findPage(path)
+		if p.Count == nil || *p.Count != 3 {
+			t.Fatalf("%s: %s", path, a.body)
+		}
+		for _, d := range p.Data {
+			got = append(got, d)
+		}
+		link := a.header.Get("Link")
+		if (p.NextOffset == nil) != (link == "") {
+			t.Fatalf("next_offset %v and Link %q disagree", p.NextOffset, link)
+		}
+		path = strings.TrimSuffix(strings.TrimPrefix(link, "<"), `>; rel="next"`)
+	}
+	if len(got) != 3 || !bytes.Equal(bytes.Join(got, nil), bytes.Join(want, nil)) {
+		t.Fatalf("%d records through the Link headers, want %d", len(got), len(want))
+	}
+}
+
+// A field without an index is scanned SCAN_LIMIT records at a time; the
+// pages, followed by their cursor, give what a scan of the file gives.
+func TestAFieldWithoutAnIndexIsScannedByCursor(t *testing.T) {
+	h := start(t, func(c *Config) { c.ScanLimit = 70 })
+	g := shop(h)
+	for _, c := range []map[string]string{
+		{"limit": "2"},
+		{"a.b=c": "x", "Weight, kg": "3", "offset": "1"},
+		{"Google Shopping / Gender": "", "Handle": "linen-apron-11"},
+		{"Body (HTML)": "<p>9\" x 12\"</p>\n<p>Café</p>", "Title": "Café \"Crème\" Mug"},
+	} {
+		var kv []string
+		for k, v := range c {
+			kv = append(kv, k, v)
+		}
+		want := matching(t, g, c)
+		var got [][]byte
+		path := "/fetch-data?dataset=shop&limit=5&" + eq(kv...)
+		pages := 0
+		for ; path != ""; pages++ {
+			p, a := h.findPage(path)
+			if p.Scan == nil || p.Scan.Scanned > 70 || p.Scan.ScanLimit != 70 {
+				t.Fatalf("%v: not a bounded scan: %s", c, a.body)
+			}
+			got = append(got, rawLines(p.Data)...)
+			path = ""
+			if p.Scan.NextCursor != nil {
+				path = "/fetch-data?dataset=shop&limit=5&" + eq(kv...) + "&cursor=" + *p.Scan.NextCursor
+				if link := a.header.Get("Link"); !strings.Contains(link, "cursor="+*p.Scan.NextCursor) || !strings.Contains(link, "generation=9") {
+					t.Fatalf("Link %q", link)
+				}
+			}
+		}
+		if !slices.EqualFunc(got, want, bytes.Equal) {
+			t.Fatalf("%v: %d records in %d pages, the scan of the file finds %d", c, len(got), pages, len(want))
+		}
+		if _, indexed := c["Handle"]; !indexed && pages < 600/70 {
+			t.Fatalf("%v: %d pages for 600 records scanned 70 at a time", c, pages)
+		}
+	}
+	wantError(t, h.get("/fetch-data?dataset=shop&offset=5&"+eq("limit", "2")), 400, "cursor")
+}
+
+func rawLines(data []json.RawMessage) [][]byte {
+	out := make([][]byte, len(data))
+	for i, d := range data {
+		out[i] = d
+	}
+	return out
+}
+
+func TestAnUnknownFieldIsRefusedNamingTheFields(t *testing.T) {
+	h := start(t, nil)
+	shop(h)
+	for _, q := range []string{eq("SKU", "x"), "fields=Handle,SKU", "fields=" + url.QueryEscape(`"Handle`)} {
+		a := h.get("/fetch-data?dataset=shop&" + q)
+		wantError(t, a, 400, "")
+		if strings.Contains(q, "SKU") && (!strings.Contains(string(a.body), `\"SKU\"`) || !strings.Contains(string(a.body), `\"Variant SKU\"`) || !strings.Contains(string(a.body), "unknown_field")) {
+			t.Errorf("%s: %s", q, a.body)
+		}
+	}
+}
+
+// fields= keeps only the keys named, in the order named, in every format.
+func TestFieldsProjectJSONNDJSONAndCSV(t *testing.T) {
+	h := start(t, nil)
+	shop(h)
+	fields := url.QueryEscape(`limit,"Weight, kg",Handle,Body (HTML)`)
+	base := "/fetch-data?dataset=shop&limit=3&offset=3&fields=" + fields
+	want := []string{
+		`{"limit":"3","Weight, kg":"3","Handle":"linen-apron-1","Body (HTML)":"<p>9\" x 12\"</p>\n<p>Café</p>"}`,
+		`{"limit":"0","Weight, kg":"4","Handle":"linen-apron-1","Body (HTML)":""}`,
+		`{"limit":"1","Weight, kg":"5","Handle":"linen-apron-1","Body (HTML)":""}`,
+	}
+	p, _ := h.findPage(base)
+	if got := rawLines(p.Data); len(got) != 3 || string(bytes.Join(got, []byte("\n"))) != strings.Join(want, "\n") {
+		t.Fatalf("JSON: %s", bytes.Join(got, []byte("\n")))
+	}
+	if p.Count == nil || *p.Count != 600 || p.NextOffset == nil || *p.NextOffset != 6 {
+		t.Fatalf("a projection of every record pages like the records: %+v", p)
+	}
+	if a := h.get(base + "&format=ndjson"); a.status != 200 || string(a.body) != strings.Join(want, "\n")+"\n" {
+		t.Fatalf("NDJSON: %d %s", a.status, a.body)
+	}
+	a := h.get(base + "&format=csv")
+	rows, err := csv.NewReader(bytes.NewReader(a.body)).ReadAll()
+	if err != nil || len(rows) != 4 || !slices.Equal(rows[0], []string{"limit", "Weight, kg", "Handle", "Body (HTML)"}) ||
+		!slices.Equal(rows[1], []string{"3", "3", "linen-apron-1", "<p>9\" x 12\"</p>\n<p>Café</p>"}) {
+		t.Fatalf("CSV: %v %q", err, rows)
+	}
+}
+
+func TestMetadataListsTheIndexes(t *testing.T) {
+	h := start(t, nil)
+	shop(h)
+	for _, path := range []string{"/fetch-data?dataset=shop&metadata_only=true", "/datasets/shop", "/datasets"} {
+		a := h.get(path)
+		want := `"indexes":[{"field":"Handle","distinct":200},{"field":"Variant SKU","distinct":600}]`
+		if a.status != 200 || !strings.Contains(string(a.body), want) {
+			t.Fatalf("%s: %s", path, a.body)
+		}
+	}
+}
