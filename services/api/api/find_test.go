@@ -227,3 +227,45 @@ func TestMetadataListsTheIndexes(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenAPIDescribesFiltersProjectionAndScans(t *testing.T) {
+	h := start(t, func(c *Config) { c.ScanLimit = 1234 })
+	var doc struct {
+		Paths map[string]struct {
+			Get struct {
+				Parameters []struct {
+					Name        string `json:"name"`
+					Description string `json:"description"`
+				} `json:"parameters"`
+			} `json:"get"`
+		} `json:"paths"`
+		Components struct {
+			Schemas map[string]json.RawMessage `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(h.get("/openapi.json").body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/fetch-data", "/datasets/{name}/records"} {
+		var names []string
+		for _, p := range doc.Paths[path].Get.Parameters {
+			names = append(names, p.Name)
+			if p.Name == "eq.{field}" && !strings.Contains(p.Description, "1234 records (SCAN_LIMIT)") {
+				t.Errorf("%s: eq. does not state SCAN_LIMIT: %s", path, p.Description)
+			}
+		}
+		for _, want := range []string{"eq.{field}", "fields", "cursor"} {
+			if !slices.Contains(names, want) {
+				t.Errorf("%s: no parameter %s in %v", path, want, names)
+			}
+		}
+	}
+	for _, s := range []string{"Scan", "Page", "Metadata"} {
+		if doc.Components.Schemas[s] == nil {
+			t.Errorf("no schema %s", s)
+		}
+	}
+	if !strings.Contains(string(doc.Components.Schemas["Metadata"]), `"indexes"`) {
+		t.Error("Metadata has no indexes")
+	}
+}

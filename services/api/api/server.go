@@ -168,7 +168,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 
 	if s.openapi, err = openapi.Document(openapi.Options{
 		MaxLimit: cfg.MaxLimit, DefaultLimit: min(params.DefaultLimit, cfg.MaxLimit),
-		DefaultDataset: cfg.Dataset, AuthOff: s.keys == nil,
+		DefaultDataset: cfg.Dataset, AuthOff: s.keys == nil, ScanLimit: cfg.ScanLimit,
 	}); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)
 	}
