@@ -86,6 +86,21 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 	defer lease.Release()
 	h := &lease.Header
+	// The answer is a function of the generation's state and the query.
+	tag := appendETag(nil, name, h, p.Offset, p.Limit, string(p.Format)+"?"+string(args.QueryString()))
+	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding))
+	hdr := &c.Response().Header
+	hdr.Set(fiber.HeaderCacheControl, "private, no-cache")
+	hdr.Set(fiber.HeaderVary, "Accept, Accept-Encoding")
+	if gz {
+		hdr.SetBytesV(fiber.HeaderETag, appendGzipTag(nil, tag))
+	} else {
+		hdr.SetBytesV(fiber.HeaderETag, tag)
+	}
+	if etagMatch(c.Get(fiber.HeaderIfNoneMatch), tag) {
+		c.Status(http.StatusNotModified)
+		return nil
+	}
 	req, qe := find.Parse(h.Fields, func(yield func(string, string) bool) {
 		args.VisitAll(func(k, v []byte) { yield(string(k), string(v)) })
 	})
@@ -124,9 +139,6 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 
 	head := findHead{Dataset: name, Generation: h.Generation, Count: res.Count, Offset: p.Offset, Limit: p.Limit,
 		Returned: res.Returned, NextOffset: res.NextOffset}
-	hdr := &c.Response().Header
-	hdr.Set(fiber.HeaderCacheControl, "private, no-cache")
-	hdr.Set(fiber.HeaderVary, "Accept")
 	if res.Count != nil {
 		hdr.Set("X-Total-Count", strconv.FormatUint(*res.Count, 10))
 	}
@@ -155,6 +167,14 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	if err != nil {
 		return err
 	}
+	if gz {
+		var zipped bytes.Buffer
+		if _, err := respond.Gzip(&zipped, bytes.NewReader(body)); err != nil {
+			return err
+		}
+		hdr.Set(fiber.HeaderContentEncoding, "gzip")
+		body = zipped.Bytes()
+	}
 	c.Response().SetBody(body)
 	return nil
 }
@@ -173,11 +193,13 @@ func findBody(head findHead, lines []byte, fields []string, f params.Format) ([]
 	}
 	out := make([]byte, 0, len(b)+len(lines)+16)
 	out = append(append(out, b[:len(b)-1]...), `,"data":[`...)
-	for i, line := range bytes.SplitAfter(lines[:max(len(lines)-1, 0)], []byte("\n")) {
-		if i > 0 {
-			out = append(out, ',')
+	// A record holds no raw newline: the lines joined by commas.
+	at := len(out)
+	out = append(out, bytes.TrimSuffix(lines, []byte("\n"))...)
+	for i := at; i < len(out); i++ {
+		if out[i] == '\n' {
+			out[i] = ','
 		}
-		out = append(out, bytes.TrimSuffix(line, []byte("\n"))...)
 	}
 	return append(out, "]}"...), nil
 }

@@ -2,9 +2,11 @@ package api
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"slices"
 	"strings"
@@ -267,5 +269,33 @@ func TestOpenAPIDescribesFiltersProjectionAndScans(t *testing.T) {
 	}
 	if !strings.Contains(string(doc.Components.Schemas["Metadata"]), `"indexes"`) {
 		t.Error("Metadata has no indexes")
+	}
+}
+
+func TestAFilteredPageHasAnETagAndIsGzippedWhenAsked(t *testing.T) {
+	h := start(t, nil)
+	shop(h)
+	path := "/fetch-data?dataset=shop&" + eq("Handle", "linen-apron-3")
+	a := h.get(path)
+	tag := a.header.Get("ETag")
+	if a.status != 200 || tag == "" {
+		t.Fatalf("%d, ETag %q", a.status, tag)
+	}
+	if b := h.get(path, "If-None-Match", tag); b.status != 304 {
+		t.Fatalf("If-None-Match: %d", b.status)
+	}
+	if b := h.get("/fetch-data?dataset=shop&"+eq("Handle", "linen-apron-4"), "If-None-Match", tag); b.status != 200 {
+		t.Fatalf("another filter matched the ETag: %d", b.status)
+	}
+	z := h.get(path, "Accept-Encoding", "gzip")
+	if z.header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q", z.header.Get("Content-Encoding"))
+	}
+	r, err := gzip.NewReader(bytes.NewReader(z.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, err := io.ReadAll(r); err != nil || !bytes.Equal(plain, a.body) {
+		t.Fatalf("gunzipped: %v %s", err, plain)
 	}
 }
