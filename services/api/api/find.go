@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
@@ -22,7 +21,13 @@ import (
 
 // findPageBytes ends a filtered page early once its records reach this
 // size (after one record at least); the page says where the next starts.
-const findPageBytes = 4 << 20
+// A filtered page is built whole (its envelope says how far a scan got,
+// so it is known only at the end), so this bounds its memory.
+const findPageBytes = 1 << 20
+
+// headRoom is the room left before a page's records for its JSON
+// envelope, so that the body is built in one buffer.
+const headRoom = 512
 
 // wantsFind reports whether the request filters or projects records
 // (package find's parameters), which s.find answers.
@@ -57,8 +62,6 @@ type findScan struct {
 	ScanLimit  uint64  `json:"scan_limit"`
 	NextCursor *string `json:"next_cursor"`
 }
-
-var findBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // find answers a page with equality filters, a projection or a cursor
 // (package find): from a lookup index in O(1) when the filtered field has
@@ -117,15 +120,14 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		s.log.Warn("a lookup index is left out: its field is scanned instead", "dataset", name, "generation", h.Generation, "err", err)
 	}
 	gen := find.Gen{Header: *h, Data: lease, Index: lease, Indexes: indexes}
-	buf := findBufs.Get().(*[]byte)
-	defer findBufs.Put(buf)
-	lines := (*buf)[:0]
+	// The body is handed to fasthttp as it is (SetBodyRaw): one buffer a
+	// page, not pooled.
+	page := make([]byte, headRoom, headRoom+4096)
 	res, err := find.Run(gen, req, find.Page{Limit: p.Limit, Offset: p.Offset, ScanLimit: s.cfg.ScanLimit, MaxBytes: findPageBytes},
 		func(rec []byte) error {
-			lines = append(append(lines, rec...), '\n')
+			page = append(append(page, rec...), '\n')
 			return nil
 		})
-	*buf = lines
 	switch {
 	case errors.Is(err, find.ErrOffsetInScan):
 		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
@@ -163,7 +165,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	if c.Method() == fiber.MethodHead {
 		return nil
 	}
-	body, err := findBody(head, lines, fields, p.Format)
+	body, err := findBody(head, page, fields, p.Format)
 	if err != nil {
 		return err
 	}
@@ -175,12 +177,14 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		hdr.Set(fiber.HeaderContentEncoding, "gzip")
 		body = zipped.Bytes()
 	}
-	c.Response().SetBody(body)
+	c.Response().SetBodyRaw(body)
 	return nil
 }
 
-// findBody writes a filtered page: lines are its records, one a line.
-func findBody(head findHead, lines []byte, fields []string, f params.Format) ([]byte, error) {
+// findBody writes a filtered page in buf, whose records, one a line,
+// follow headRoom bytes left for the JSON envelope.
+func findBody(head findHead, buf []byte, fields []string, f params.Format) ([]byte, error) {
+	lines := buf[headRoom:]
 	switch f {
 	case params.NDJSON:
 		return lines, nil
@@ -191,17 +195,21 @@ func findBody(head findHead, lines []byte, fields []string, f params.Format) ([]
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(b)+len(lines)+16)
-	out = append(append(out, b[:len(b)-1]...), `,"data":[`...)
+	open := append(b[:len(b)-1], `,"data":[`...)
 	// A record holds no raw newline: the lines joined by commas.
-	at := len(out)
-	out = append(out, bytes.TrimSuffix(lines, []byte("\n"))...)
-	for i := at; i < len(out); i++ {
-		if out[i] == '\n' {
-			out[i] = ','
+	n := len(bytes.TrimSuffix(lines, []byte("\n")))
+	for i := headRoom; i < headRoom+n; i++ {
+		if buf[i] == '\n' {
+			buf[i] = ','
 		}
 	}
-	return append(out, "]}"...), nil
+	buf = append(buf[:headRoom+n], "]}"...)
+	if len(open) > headRoom { // a dataset name and numbers this long do not occur
+		return append(open, buf[headRoom:]...), nil
+	}
+	start := headRoom - len(open)
+	copy(buf[start:], open)
+	return buf[start:], nil
 }
 
 // csvOf is the records of lines (one a line, keys fields) as CSV with a

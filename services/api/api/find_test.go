@@ -299,3 +299,19 @@ func TestAFilteredPageHasAnETagAndIsGzippedWhenAsked(t *testing.T) {
 		t.Fatalf("gunzipped: %v %s", err, plain)
 	}
 }
+
+// A page much larger than its first buffer comes out whole, in JSON and
+// NDJSON.
+func TestALargeFilteredPageIsWhole(t *testing.T) {
+	h := start(t, nil)
+	g := shop(h)
+	want := matching(t, g, map[string]string{"a.b=c": "x"})
+	p, _ := h.findPage("/fetch-data?dataset=shop&limit=1000&" + eq("a.b=c", "x"))
+	if !slices.EqualFunc(rawLines(p.Data), want, bytes.Equal) || p.Count == nil || *p.Count != 600 {
+		t.Fatalf("%d records, want %d", len(p.Data), len(want))
+	}
+	a := h.get("/fetch-data?dataset=shop&limit=1000&format=ndjson&" + eq("a.b=c", "x"))
+	if !bytes.Equal(a.body, append(bytes.Join(want, []byte("\n")), '\n')) {
+		t.Fatalf("NDJSON of %d bytes", len(a.body))
+	}
+}
