@@ -14,6 +14,13 @@
 // The index is a function of the values alone: the same records give the
 // same bytes, whatever the memory budget. A column whose entries fit in
 // one buffer skips the run file.
+//
+// Why this shape: a hash table of every value in memory would grow with
+// the rows (hundreds of MB at 10M), and appending to the index while rows
+// land would make each row's work and the crash recovery depend on it. A
+// build at the end reads the finished file once, costs 24 bytes of
+// temporary disk per record and column, and is simply done again if the
+// writer stops half way: the end message is applied again.
 package lookup
 
 import (
