@@ -69,19 +69,9 @@ type findScan struct {
 // record at a time and the page.
 func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) error {
 	args := c.Context().QueryArgs()
-	pin := p.Generation
-	if v := args.Peek(find.CursorParam); v != nil {
-		// The cursor's generation is the one to read: pinned.
-		cur, err := find.ParseCursor(string(v))
-		if err != nil {
-			return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
-				Message: fmt.Sprintf("cursor: %q is not a cursor; pass back the next_cursor of the previous page as it is", v)}
-		}
-		if pin != 0 && pin != cur.Generation {
-			return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
-				Message: fmt.Sprintf("generation=%d and a cursor of generation %d: drop one of them", pin, cur.Generation)}
-		}
-		pin = cur.Generation
+	pin, err := cursorPin(args, p.Generation)
+	if err != nil {
+		return err
 	}
 	lease, err := s.store.Acquire(name, pin)
 	if err != nil {
@@ -104,9 +94,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		c.Status(http.StatusNotModified)
 		return nil
 	}
-	req, qe := find.Parse(h.Fields, func(yield func(string, string) bool) {
-		args.VisitAll(func(k, v []byte) { yield(string(k), string(v)) })
-	})
+	req, qe := find.Parse(h.Fields, queryPairs(args))
 	if qe != nil {
 		code := "invalid_parameter"
 		if qe.Fields != nil {
@@ -139,21 +127,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
 	}
 
-	head := findHead{Dataset: name, Generation: h.Generation, Count: res.Count, Offset: p.Offset, Limit: p.Limit,
-		Returned: res.Returned, NextOffset: res.NextOffset}
-	if res.Count != nil {
-		hdr.Set("X-Total-Count", strconv.FormatUint(*res.Count, 10))
-	}
-	if sc := res.Scan; sc != nil {
-		head.Scan = &findScan{Index: sc.Indexed, Scanned: sc.Scanned, ScanLimit: s.cfg.ScanLimit}
-		if sc.Next != nil {
-			next := sc.Next.String()
-			head.Scan.NextCursor = &next
-			hdr.Set(fiber.HeaderLink, findLink(c, route, name, h.Generation, find.CursorParam, next))
-		}
-	} else if res.NextOffset != nil {
-		hdr.Set(fiber.HeaderLink, findLink(c, route, name, h.Generation, "offset", strconv.FormatUint(*res.NextOffset, 10)))
-	}
+	head := s.findEnvelope(c, route, name, h.Generation, p, res)
 	fields := h.Fields
 	if req.Fields != nil {
 		fields = make([]string, len(req.Fields))
@@ -179,6 +153,57 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 	c.Response().SetBodyRaw(body)
 	return nil
+}
+
+// cursorPin is the generation a filtered request reads: the cursor's,
+// which must agree with generation= when both are sent.
+func cursorPin(args *fasthttp.Args, pin uint64) (uint64, error) {
+	v := args.Peek(find.CursorParam)
+	if v == nil {
+		return pin, nil
+	}
+	cur, err := find.ParseCursor(string(v))
+	if err != nil {
+		return 0, &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
+			Message: fmt.Sprintf("cursor: %q is not a cursor; pass back the next_cursor of the previous page as it is", v)}
+	}
+	if pin != 0 && pin != cur.Generation {
+		return 0, &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
+			Message: fmt.Sprintf("generation=%d and a cursor of generation %d: drop one of them", pin, cur.Generation)}
+	}
+	return cur.Generation, nil
+}
+
+// queryPairs is the query string's (name, value) pairs, decoded, in order.
+func queryPairs(args *fasthttp.Args) func(func(string, string) bool) {
+	return func(yield func(string, string) bool) {
+		more := true
+		args.VisitAll(func(k, v []byte) {
+			more = more && yield(string(k), string(v))
+		})
+	}
+}
+
+// findEnvelope is the envelope of a filtered page; it sets its X-Total-Count and
+// Link headers.
+func (s *Server) findEnvelope(c *fiber.Ctx, route, name string, gen uint64, p params.Page, res find.Result) findHead {
+	head := findHead{Dataset: name, Generation: gen, Count: res.Count, Offset: p.Offset, Limit: p.Limit,
+		Returned: res.Returned, NextOffset: res.NextOffset}
+	hdr := &c.Response().Header
+	if res.Count != nil {
+		hdr.Set("X-Total-Count", strconv.FormatUint(*res.Count, 10))
+	}
+	if sc := res.Scan; sc != nil {
+		head.Scan = &findScan{Index: sc.Indexed, Scanned: sc.Scanned, ScanLimit: s.cfg.ScanLimit}
+		if sc.Next != nil {
+			next := sc.Next.String()
+			head.Scan.NextCursor = &next
+			hdr.Set(fiber.HeaderLink, findLink(c, route, name, gen, find.CursorParam, next))
+		}
+	} else if res.NextOffset != nil {
+		hdr.Set(fiber.HeaderLink, findLink(c, route, name, gen, "offset", strconv.FormatUint(*res.NextOffset, 10)))
+	}
+	return head
 }
 
 // findBody writes a filtered page in buf, whose records, one a line,

@@ -180,7 +180,7 @@ func rawLines(data []json.RawMessage) [][]byte {
 func TestAnUnknownFieldIsRefusedNamingTheFields(t *testing.T) {
 	h := start(t, nil)
 	shop(h)
-	for _, q := range []string{eq("SKU", "x"), "fields=Handle,SKU", "fields=" + url.QueryEscape(`"Handle`)} {
+	for _, q := range []string{eq("SKU", "x") + "&limit=2&" + eq("Handle", "a"), "fields=Handle,SKU&" + eq("Title", ""), "fields=" + url.QueryEscape(`"Handle`)} {
 		a := h.get("/fetch-data?dataset=shop&" + q)
 		wantError(t, a, 400, "")
 		if strings.Contains(q, "SKU") && (!strings.Contains(string(a.body), `\"SKU\"`) || !strings.Contains(string(a.body), `\"Variant SKU\"`) || !strings.Contains(string(a.body), "unknown_field")) {
