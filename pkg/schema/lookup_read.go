@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 )
 
 // Lookup reads a lookup index with a few small reads per key, whatever
@@ -86,6 +87,10 @@ func (p Postings) Read(dst []uint64, i uint64) (int, error) {
 // slotsPerRead is how many slots Find reads at once.
 const slotsPerRead = 32
 
+// findBufs hold the slots Find reads: a buffer passed to an io.ReaderAt
+// escapes, so a stack array would cost an allocation per lookup.
+var findBufs = sync.Pool{New: func() any { return new([slotsPerRead * LookupSlotSize]byte) }}
+
 // Find returns the postings of value (the decoded cell string). ok is
 // false when no record holds it. Find reads the two table entries of the
 // value's bucket, then the bucket's slots (LookupBucketLoad on average).
@@ -96,15 +101,16 @@ func (x *Lookup) Find(value []byte) (p Postings, ok bool, err error) {
 // FindKey is Find for a key already computed.
 func (x *Lookup) FindKey(key LookupKey) (p Postings, ok bool, err error) {
 	b := key.bucket(x.meta.Bits)
-	var tb [16]byte
-	if err := readFullAt(x.r, tb[:], x.l.table+8*int64(b)); err != nil {
+	buf := findBufs.Get().(*[slotsPerRead * LookupSlotSize]byte)
+	defer findBufs.Put(buf)
+	tb := buf[:16]
+	if err := readFullAt(x.r, tb, x.l.table+8*int64(b)); err != nil {
 		return p, false, fmt.Errorf("%w: read bucket %d: %v", ErrLookupFormat, b, err)
 	}
-	lo, hi := binary.LittleEndian.Uint64(tb[:]), binary.LittleEndian.Uint64(tb[8:])
+	lo, hi := binary.LittleEndian.Uint64(tb), binary.LittleEndian.Uint64(tb[8:])
 	if lo > hi || hi > x.meta.Keys {
 		return p, false, fmt.Errorf("%w: bucket %d spans slots %d..%d of %d", ErrLookupFormat, b, lo, hi, x.meta.Keys)
 	}
-	var buf [slotsPerRead * LookupSlotSize]byte
 	for lo < hi {
 		n := min(hi-lo, slotsPerRead)
 		chunk := buf[:n*LookupSlotSize]

@@ -3,12 +3,13 @@ package api
 import (
 	"bytes"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
@@ -80,7 +81,8 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	defer lease.Release()
 	h := &lease.Header
 	// The answer is a function of the generation's state and the query.
-	tag := appendETag(nil, name, h, p.Offset, p.Limit, string(p.Format)+"?"+string(args.QueryString()))
+	var tagBuf [etagLen]byte
+	tag := appendETag(tagBuf[:0], name, h, p.Offset, p.Limit, string(p.Format)+"?"+unsafeString(args.QueryString()))
 	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding))
 	hdr := &c.Response().Header
 	hdr.Set(fiber.HeaderCacheControl, "private, no-cache")
@@ -94,7 +96,15 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		c.Status(http.StatusNotModified)
 		return nil
 	}
-	req, qe := find.Parse(h.Fields, queryPairs(args))
+	indexes, release, err := s.finds.Acquire(name, *h, c.Context().Time())
+	defer release()
+	if indexes == nil {
+		return s.unreadableFind(name, h.Generation, fmt.Errorf("the fields of the header: %w", err))
+	}
+	if err != nil {
+		s.log.Warn("a lookup index is left out: its field is scanned instead", "dataset", name, "generation", h.Generation, "err", err)
+	}
+	req, qe := find.Parse(indexes.Shape(), queryPairs(args))
 	if qe != nil {
 		code := "invalid_parameter"
 		if qe.Fields != nil {
@@ -102,15 +112,9 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		}
 		return &respond.Error{Status: http.StatusBadRequest, Code: code, Message: qe.Message}
 	}
-	indexes, release, err := s.finds.Acquire(name, *h, c.Context().Time())
-	defer release()
-	if err != nil {
-		s.log.Warn("a lookup index is left out: its field is scanned instead", "dataset", name, "generation", h.Generation, "err", err)
-	}
 	gen := find.Gen{Header: *h, Data: lease, Index: lease, Indexes: indexes}
-	// The body is handed to fasthttp as it is (SetBodyRaw): one buffer a
-	// page, not pooled.
-	page := make([]byte, headRoom, headRoom+4096)
+	buf := findBufs.Get().(*[]byte)
+	page := append((*buf)[:0], make([]byte, headRoom)...)
 	res, err := find.Run(gen, req, find.Page{Limit: p.Limit, Offset: p.Offset, ScanLimit: s.cfg.ScanLimit, MaxBytes: findPageBytes},
 		func(rec []byte) error {
 			page = append(append(page, rec...), '\n')
@@ -123,8 +127,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	case errors.Is(err, find.ErrCursorGeneration):
 		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter", Message: "cursor: it belongs to another generation"}
 	case err != nil:
-		s.log.Warn("filtered answer not sent: the generation could not be read", "dataset", name, "generation", h.Generation, "err", err)
-		return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
+		return s.unreadableFind(name, h.Generation, err)
 	}
 
 	head := s.findEnvelope(c, route, name, h.Generation, p, res)
@@ -151,8 +154,28 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		hdr.Set(fiber.HeaderContentEncoding, "gzip")
 		body = zipped.Bytes()
 	}
-	c.Response().SetBodyRaw(body)
+	if len(body) <= findPooledMax {
+		c.Response().SetBody(body) // a copy: the buffer goes back to the pool
+		*buf = page[:0]
+		findBufs.Put(buf)
+	} else {
+		c.Response().SetBodyRaw(body) // the buffer is the body's
+	}
 	return nil
+}
+
+// findBufs are the buffers of filtered pages up to findPooledMax; larger
+// pages are handed to fasthttp without a copy and not pooled.
+var findBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const findPooledMax = 64 << 10
+
+// unreadableFind is the answer to a filtered page whose generation or
+// indexes could not be read.
+func (s *Server) unreadableFind(name string, gen uint64, err error) error {
+	s.log.Warn("filtered answer not sent: the generation could not be read", "dataset", name, "generation", gen, "err", err)
+	return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: time.Second,
+		Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
 }
 
 // cursorPin is the generation a filtered request reads: the cursor's,
@@ -179,7 +202,9 @@ func queryPairs(args *fasthttp.Args) func(func(string, string) bool) {
 	return func(yield func(string, string) bool) {
 		more := true
 		args.VisitAll(func(k, v []byte) {
-			more = more && yield(string(k), string(v))
+			// Views of the request, as fiber's own query values: they
+			// are used while the handler runs.
+			more = more && yield(unsafeString(k), unsafeString(v))
 		})
 	}
 }
@@ -216,17 +241,16 @@ func findBody(head findHead, buf []byte, fields []string, f params.Format) ([]by
 	case params.CSV:
 		return csvOf(lines, fields)
 	}
-	b, err := json.Marshal(head)
-	if err != nil {
-		return nil, err
-	}
-	open := append(b[:len(b)-1], `,"data":[`...)
+	open := append(appendFindHead(make([]byte, 0, headRoom), head), `,"data":[`...)
 	// A record holds no raw newline: the lines joined by commas.
 	n := len(bytes.TrimSuffix(lines, []byte("\n")))
-	for i := headRoom; i < headRoom+n; i++ {
-		if buf[i] == '\n' {
-			buf[i] = ','
+	for rest := buf[headRoom : headRoom+n]; ; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
 		}
+		rest[i] = ','
+		rest = rest[i+1:]
 	}
 	buf = append(buf[:headRoom+n], "]}"...)
 	if len(open) > headRoom { // a dataset name and numbers this long do not occur
@@ -235,6 +259,42 @@ func findBody(head findHead, buf []byte, fields []string, f params.Format) ([]by
 	start := headRoom - len(open)
 	copy(buf[start:], open)
 	return buf[start:], nil
+}
+
+// appendFindHead appends head as JSON, without its closing brace: the
+// members of findHead in order, as encoding/json writes them.
+func appendFindHead(b []byte, head findHead) []byte {
+	optional := func(b []byte, v *uint64) []byte {
+		if v == nil {
+			return append(b, "null"...)
+		}
+		return strconv.AppendUint(b, *v, 10)
+	}
+	b = append(b, `{"dataset":`...)
+	b, _ = schema.AppendJSONString(b, head.Dataset)
+	b = strconv.AppendUint(append(b, `,"generation":`...), head.Generation, 10)
+	b = optional(append(b, `,"count":`...), head.Count)
+	b = strconv.AppendUint(append(b, `,"offset":`...), head.Offset, 10)
+	b = strconv.AppendInt(append(b, `,"limit":`...), int64(head.Limit), 10)
+	b = strconv.AppendInt(append(b, `,"returned":`...), int64(head.Returned), 10)
+	b = optional(append(b, `,"next_offset":`...), head.NextOffset)
+	if sc := head.Scan; sc != nil {
+		b = append(b, `,"scan":{`...)
+		if sc.Index != "" {
+			b, _ = schema.AppendJSONString(append(b, `"index":`...), sc.Index)
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(append(b, `"scanned":`...), sc.Scanned, 10)
+		b = strconv.AppendUint(append(b, `,"scan_limit":`...), sc.ScanLimit, 10)
+		b = append(b, `,"next_cursor":`...)
+		if sc.NextCursor == nil {
+			b = append(b, "null"...)
+		} else {
+			b, _ = schema.AppendJSONString(b, *sc.NextCursor)
+		}
+		b = append(b, '}')
+	}
+	return b
 }
 
 // csvOf is the records of lines (one a line, keys fields) as CSV with a

@@ -13,9 +13,13 @@ import (
 // Indexes are the lookup indexes of one generation, open for as long as
 // the generation is. It is safe for concurrent use.
 type Indexes struct {
+	shape   *Shape
 	byField map[int]*schema.Lookup
 	files   []*os.File
 }
+
+// Shape is the Shape of the generation's records.
+func (x *Indexes) Shape() *Shape { return x.shape }
 
 // IndexInfo describes one index for the metadata.
 type IndexInfo struct {
@@ -33,7 +37,11 @@ type IndexInfo struct {
 // left out and reported in the error, which never stops the others from
 // being used: the caller logs it and serves.
 func OpenIndexes(dir string, h schema.Header) (*Indexes, error) {
-	x := &Indexes{byField: map[int]*schema.Lookup{}}
+	shape, err := NewShape(h.Fields)
+	if err != nil {
+		return nil, err
+	}
+	x := &Indexes{shape: shape, byField: map[int]*schema.Lookup{}}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return x, err

@@ -97,7 +97,7 @@ func (f fixture) brute(t testing.TB, filters map[string]string) []int {
 
 func (f fixture) request(t testing.TB, q ...string) Request {
 	t.Helper()
-	req, err := Parse(f.g.Header.Fields, pairs(q...))
+	req, err := Parse(f.g.Indexes.Shape(), pairs(q...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +231,10 @@ func TestFieldsProjectEachRecordInTheOrderAsked(t *testing.T) {
 
 func TestParseRefusesWhatItCannotAnswer(t *testing.T) {
 	fields := productFields
+	shape, err := NewShape(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for q, wantParam := range map[string]string{
 		"eq.SKU=x":             "eq.SKU",
 		"fields=Handle,SKU":    "fields",
@@ -240,7 +244,7 @@ func TestParseRefusesWhatItCannotAnswer(t *testing.T) {
 		"cursor=abc":           "cursor",
 		"cursor=0.5":           "cursor",
 	} {
-		_, err := Parse(fields, pairs(q))
+		_, err := Parse(shape, pairs(q))
 		if err == nil || err.Param != wantParam {
 			t.Errorf("%s: %v, want a refusal of %s", q, err, wantParam)
 			continue
@@ -249,13 +253,13 @@ func TestParseRefusesWhatItCannotAnswer(t *testing.T) {
 			t.Errorf("%s: %q does not list the fields", q, err.Message)
 		}
 	}
-	if _, err := Parse(fields, pairs("fields=Handle", "fields=Title")); err == nil {
+	if _, err := Parse(shape, pairs("fields=Handle", "fields=Title")); err == nil {
 		t.Error("fields twice accepted")
 	}
 	// Unknown parameters are someone else's; limit is a parameter, eq.limit a filter.
-	req, err := Parse(fields, pairs("limit=5", "offset=2", "eq.limit=1", "format=csv"))
-	if err != nil || len(req.Filters) != 1 || req.Filters[0] != (Filter{Field: 5, Value: "1"}) {
-		t.Fatalf("= %+v, %v", req, err)
+	req, perr := Parse(shape, pairs("limit=5", "offset=2", "eq.limit=1", "format=csv"))
+	if perr != nil || len(req.Filters) != 1 || req.Filters[0] != (Filter{Field: 5, Value: "1"}) {
+		t.Fatalf("= %+v, %v", req, perr)
 	}
 }
 

@@ -3,6 +3,7 @@ package find
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
@@ -27,11 +28,17 @@ type reader struct {
 }
 
 func newReader(g Gen, req Request) (*reader, error) {
-	dec, err := schema.NewRecordDecoder(g.Header.Fields)
-	if err != nil {
-		return nil, err
+	var shape *Shape
+	if g.Indexes != nil {
+		shape = g.Indexes.Shape()
+	} else {
+		var err error
+		if shape, err = NewShape(g.Header.Fields); err != nil {
+			return nil, err
+		}
 	}
-	r := &reader{g: g, dec: dec}
+	r := readers.Get().(*reader)
+	*r = reader{g: g, dec: shape.dec, buf: r.buf[:0], scratch: r.scratch[:0], out: r.out[:0], recs: r.recs[:0]}
 	if req.Fields != nil {
 		names := make([]string, len(req.Fields))
 		r.slot = make([]int, len(g.Header.Fields))
@@ -41,12 +48,35 @@ func newReader(g Gen, req Request) (*reader, error) {
 		for i, f := range req.Fields {
 			names[i], r.slot[f] = g.Header.Fields[f], i
 		}
+		var err error
 		if r.proj, err = schema.NewRecordEncoder(names); err != nil {
 			return nil, err
 		}
 		r.vals = make([]string, len(names))
 	}
 	return r, nil
+}
+
+// readers keep the buffers of finished requests for the next ones.
+var readers = sync.Pool{New: func() any { return new(reader) }}
+
+// maxKept is the largest record buffer a reader keeps for the next
+// request: records are a few KB, up to 1 MiB.
+const maxKept = 64 << 10
+
+// release gives r back once its request is done with it.
+func (r *reader) release() {
+	if cap(r.buf) > maxKept {
+		r.buf = nil
+	}
+	if cap(r.out) > maxKept {
+		r.out = nil
+	}
+	if cap(r.scratch) > maxKept {
+		r.scratch = nil
+	}
+	r.g, r.want, r.vals, r.slot, r.proj = Gen{}, nil, nil, nil, nil
+	readers.Put(r)
 }
 
 // candidates are the records a request looks at, in file order: the
@@ -98,7 +128,7 @@ func (r *reader) candidates(filters []Filter) (candidates, []Filter, error) {
 func (r *reader) read(c candidates, pos uint64, max int) ([]uint64, error) {
 	n := min(uint64(max), uint64(batch), c.len()-pos)
 	if cap(r.recs) < int(n) {
-		r.recs = make([]uint64, batch)
+		r.recs = make([]uint64, n)
 	}
 	recs := r.recs[:n]
 	if c.postings == nil {

@@ -87,15 +87,34 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Parse reads the filters, the projection and the cursor from args, the
-// query string's (name, value) pairs in order, already percent-decoded;
-// fields are the generation's. Other parameters are not its business.
-func Parse(fields []string, args iter.Seq2[string, string]) (Request, *Error) {
-	var req Request
+// Shape is what a generation's fields give once for all its requests:
+// their positions by name and a decoder of its records. It is safe for
+// concurrent use.
+type Shape struct {
+	fields []string
+	pos    map[string]int
+	dec    *schema.RecordDecoder
+}
+
+// NewShape prepares the Shape of records with fields.
+func NewShape(fields []string) (*Shape, error) {
+	dec, err := schema.NewRecordDecoder(fields)
+	if err != nil {
+		return nil, err
+	}
 	pos := make(map[string]int, len(fields))
 	for i, f := range fields {
 		pos[f] = i
 	}
+	return &Shape{fields: fields, pos: pos, dec: dec}, nil
+}
+
+// Parse reads the filters, the projection and the cursor from args, the
+// query string's (name, value) pairs in order, already percent-decoded,
+// for records of shape. Other parameters are not its business.
+func Parse(shape *Shape, args iter.Seq2[string, string]) (Request, *Error) {
+	var req Request
+	fields, pos := shape.fields, shape.pos
 	unknown := func(param, name string) *Error {
 		return &Error{Param: param, Fields: fields, Message: fmt.Sprintf("%s: no field %q; the fields are %s", param, name, quoteAll(fields))}
 	}
