@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
 	"github.com/valyala/fasthttp"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
@@ -25,10 +25,6 @@ import (
 // A filtered page is built whole (its envelope says how far a scan got,
 // so it is known only at the end), so this bounds its memory.
 const findPageBytes = 1 << 20
-
-// headRoom is the room left before a page's records for its JSON
-// envelope, so that the body is built in one buffer.
-const headRoom = 512
 
 // wantsFind reports whether the request filters or projects records
 // (package find's parameters), which s.find answers.
@@ -81,8 +77,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	defer lease.Release()
 	h := &lease.Header
 	// The answer is a function of the generation's state and the query.
-	var tagBuf [etagLen]byte
-	tag := appendETag(tagBuf[:0], name, h, p.Offset, p.Limit, string(p.Format)+"?"+unsafeString(args.QueryString()))
+	tag := appendETag(nil, name, h, p.Offset, p.Limit, string(p.Format)+"?"+utils.UnsafeString(args.QueryString()))
 	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding))
 	hdr := &c.Response().Header
 	hdr.Set(fiber.HeaderCacheControl, "private, no-cache")
@@ -114,12 +109,16 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 	gen := find.Gen{Header: *h, Data: lease, Index: lease, Indexes: indexes}
 	buf := findBufs.Get().(*[]byte)
-	page := append((*buf)[:0], make([]byte, headRoom)...)
+	defer findBufs.Put(buf)
+	lines := (*buf)[:0]
 	res, err := find.Run(gen, req, find.Page{Limit: p.Limit, Offset: p.Offset, ScanLimit: s.cfg.ScanLimit, MaxBytes: findPageBytes},
 		func(rec []byte) error {
-			page = append(append(page, rec...), '\n')
+			lines = append(append(lines, rec...), '\n')
 			return nil
 		})
+	if cap(lines) <= findPooledMax {
+		*buf = lines[:0]
+	}
 	switch {
 	case errors.Is(err, find.ErrOffsetInScan):
 		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
@@ -138,34 +137,41 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 			fields[i] = h.Fields[f]
 		}
 	}
+	// The records found, one a line, written as a page of the file is.
+	body := respond.Page{Src: bytes.NewReader(lines), End: int64(len(lines)), Records: res.Returned,
+		Format: respondFormat(p.Format), Fields: fields, Gzip: gz}
+	if body.Format == respond.JSON {
+		body.Head = append(appendFindHead(nil, head), `,"data":[`...)
+		body.Tail = envelopeTail
+	}
 	hdr.SetContentType(p.Format.ContentType())
+	if gz {
+		hdr.Set(fiber.HeaderContentEncoding, "gzip")
+	}
 	if c.Method() == fiber.MethodHead {
+		if size := body.Size(); size >= 0 {
+			hdr.SetContentLength(int(size))
+		}
 		return nil
 	}
-	body, err := findBody(head, page, fields, p.Format)
+	if len(lines) <= oneWrite {
+		whole := wholeBodies.Get().(*wholeBody)
+		defer wholeBodies.Put(whole)
+		if whole.buf, err = body.Append(whole.buf[:0]); err != nil {
+			return err
+		}
+		c.Response().SetBody(whole.buf) // a copy: the buffer goes back to its pool
+		return nil
+	}
+	out, err := body.Append(nil)
 	if err != nil {
 		return err
 	}
-	if gz {
-		var zipped bytes.Buffer
-		if _, err := respond.Gzip(&zipped, bytes.NewReader(body)); err != nil {
-			return err
-		}
-		hdr.Set(fiber.HeaderContentEncoding, "gzip")
-		body = zipped.Bytes()
-	}
-	if len(body) <= findPooledMax {
-		c.Response().SetBody(body) // a copy: the buffer goes back to the pool
-		*buf = page[:0]
-		findBufs.Put(buf)
-	} else {
-		c.Response().SetBodyRaw(body) // the buffer is the body's
-	}
+	c.Response().SetBodyRaw(out) // the body's own buffer
 	return nil
 }
 
-// findBufs are the buffers of filtered pages up to findPooledMax; larger
-// pages are handed to fasthttp without a copy and not pooled.
+// findBufs hold the records of filtered pages, up to findPooledMax.
 var findBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 const findPooledMax = 64 << 10
@@ -204,7 +210,7 @@ func queryPairs(args *fasthttp.Args) func(func(string, string) bool) {
 		args.VisitAll(func(k, v []byte) {
 			// Views of the request, as fiber's own query values: they
 			// are used while the handler runs.
-			more = more && yield(unsafeString(k), unsafeString(v))
+			more = more && yield(utils.UnsafeString(k), utils.UnsafeString(v))
 		})
 	}
 }
@@ -229,36 +235,6 @@ func (s *Server) findEnvelope(c *fiber.Ctx, route, name string, gen uint64, p pa
 		hdr.Set(fiber.HeaderLink, findLink(c, route, name, gen, "offset", strconv.FormatUint(*res.NextOffset, 10)))
 	}
 	return head
-}
-
-// findBody writes a filtered page in buf, whose records, one a line,
-// follow headRoom bytes left for the JSON envelope.
-func findBody(head findHead, buf []byte, fields []string, f params.Format) ([]byte, error) {
-	lines := buf[headRoom:]
-	switch f {
-	case params.NDJSON:
-		return lines, nil
-	case params.CSV:
-		return csvOf(lines, fields)
-	}
-	open := append(appendFindHead(make([]byte, 0, headRoom), head), `,"data":[`...)
-	// A record holds no raw newline: the lines joined by commas.
-	n := len(bytes.TrimSuffix(lines, []byte("\n")))
-	for rest := buf[headRoom : headRoom+n]; ; {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			break
-		}
-		rest[i] = ','
-		rest = rest[i+1:]
-	}
-	buf = append(buf[:headRoom+n], "]}"...)
-	if len(open) > headRoom { // a dataset name and numbers this long do not occur
-		return append(open, buf[headRoom:]...), nil
-	}
-	start := headRoom - len(open)
-	copy(buf[start:], open)
-	return buf[start:], nil
 }
 
 // appendFindHead appends head as JSON, without its closing brace: the
@@ -295,36 +271,6 @@ func appendFindHead(b []byte, head findHead) []byte {
 		b = append(b, '}')
 	}
 	return b
-}
-
-// csvOf is the records of lines (one a line, keys fields) as CSV with a
-// header row.
-func csvOf(lines []byte, fields []string) ([]byte, error) {
-	dec, err := schema.NewRecordDecoder(fields)
-	if err != nil {
-		return nil, err
-	}
-	var out bytes.Buffer
-	w := csv.NewWriter(&out)
-	if err := w.Write(fields); err != nil {
-		return nil, err
-	}
-	row := make([]string, len(fields))
-	var scratch []byte
-	for line := range bytes.Lines(lines) {
-		scratch, err = dec.Decode(bytes.TrimSuffix(line, []byte("\n")), scratch, func(i int, v []byte) error {
-			row[i] = string(v)
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := w.Write(row); err != nil {
-			return nil, err
-		}
-	}
-	w.Flush()
-	return out.Bytes(), w.Error()
 }
 
 // findLink is the Link header of the next filtered page: the request's

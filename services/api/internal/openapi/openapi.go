@@ -113,8 +113,11 @@ func Document(o Options) ([]byte, error) {
 	paths := obj{
 		"/fetch-data": getHead(op("fetchData", "/fetch-data: a page of records (or, with metadata_only=true, the metadata)", fetchParams,
 			with(dataErrors, obj{"200": with(pageOK, obj{"content": with(pageOK["content"].(obj), obj{"application/json": obj{"schema": obj{"oneOf": []any{ref("Page"), ref("Metadata")}}}})})}), true)),
-		"/datasets": getHead(op("listDatasets", "/datasets: every dataset with its metadata", nil,
-			obj{"200": jsonResp("Every dataset that has a complete generation.", "DatasetList"), "401": errResp("No API key, or a wrong one."), "429": dataErrors["429"]}, true)),
+		"/datasets": getHead(op("listDatasets", "/datasets: the datasets with their metadata, a page at a time", []any{
+			param("limit", "query", "Datasets per page, 1..1000; default 100.", obj{"type": "integer", "minimum": 1, "maximum": 1000}, false),
+			param("offset", "query", "Datasets to skip, in name order; default 0.", obj{"type": "integer", "minimum": 0}, false),
+		}, obj{"200": jsonResp("The datasets that have a complete generation, sorted by name; next_offset (and a Link header) names the next page, null on the last.", "DatasetList"),
+			"400": dataErrors["400"], "401": errResp("No API key, or a wrong one."), "429": dataErrors["429"]}, true)),
 		"/datasets/{name}": getHead(op("getDataset", "/datasets/{name}: the metadata of one dataset", []any{pathName, pageParams[2]},
 			with(dataErrors, obj{"200": jsonResp("The generation's metadata.", "Metadata")}), true)),
 		"/datasets/{name}/records": getHead(op("getRecords", "/datasets/{name}/records: a page of records", append([]any{pathName}, pageParams...),
@@ -177,8 +180,10 @@ func Document(o Options) ([]byte, error) {
 				}},
 			},
 		},
-		"DatasetList": obj{"type": "object", "required": []string{"datasets"}, "properties": obj{"datasets": obj{"type": "array", "items": ref("Metadata")}}},
-		"Status":      obj{"type": "object", "properties": obj{"status": str}, "additionalProperties": true},
+		"DatasetList": obj{"type": "object", "required": []string{"datasets", "offset", "limit", "next_offset"}, "properties": obj{
+			"datasets": obj{"type": "array", "items": ref("Metadata")}, "offset": obj{"type": "integer"}, "limit": obj{"type": "integer"},
+			"next_offset": obj{"type": []string{"integer", "null"}}}},
+		"Status": obj{"type": "object", "properties": obj{"status": str}, "additionalProperties": true},
 		"Error": obj{
 			"type": "object", "required": []string{"error"},
 			"properties": obj{"error": obj{"type": "object", "required": []string{"code", "message"},
