@@ -1,0 +1,41 @@
+package dataset
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/writer/internal/disk"
+	"github.com/rowpipe/rowpipe/services/writer/internal/generation"
+)
+
+// Wipe removes the rowpipe files of a dataset (writer --rebuild):
+// generations and CURRENT in its folder dir, and its state file statePath.
+// Anything else is left alone. CURRENT goes first, after the generation it
+// names is marked superseded: readers may trust the files of the
+// generation CURRENT names for as long as CURRENT stays in place, and its
+// header until it says superseded (pkg/schema/docs/files.md, header.md).
+func Wipe(fsys disk.FS, dir, statePath string) error {
+	if gen, ok := readCurrent(fsys, dir); ok {
+		if err := generation.MarkSuperseded(generation.Files{FS: fsys, Dir: dir}, gen); err != nil {
+			return fmt.Errorf("mark generation %d superseded: %w", gen, err)
+		}
+	}
+	for _, path := range []string{statePath, statePath + ".tmp", filepath.Join(dir, schema.CurrentFile), filepath.Join(dir, schema.CurrentFile+".tmp")} {
+		if err := disk.RemoveIfExists(fsys, path); err != nil {
+			return err
+		}
+	}
+	entries, err := fsys.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if _, isGen := schema.GenerationOf(e.Name()); isGen {
+			if err := disk.RemoveIfExists(fsys, filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
