@@ -8,7 +8,6 @@ import (
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/writer/internal/generation"
-	"github.com/rowpipe/rowpipe/services/writer/internal/record"
 )
 
 // Apply applies one message of the dataset's subject, in stream order. A
@@ -42,7 +41,7 @@ func (d *Dataset) Apply(ctx context.Context, m Msg) error {
 
 // target is the generation the rows of sync go to, and how many records
 // and rejects it had before the sync.
-func (d *Dataset) target(sync string) (g *generation.Gen, base, baseRejects uint64, shape *record.Shape, open bool) {
+func (d *Dataset) target(sync string) (g *generation.Gen, base, baseRejects uint64, shape *schema.RecordDecoder, open bool) {
 	if b := d.st.Building; b != nil && b.Sync == sync {
 		return d.building, 0, 0, d.bShape, true
 	}

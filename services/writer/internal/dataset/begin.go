@@ -7,7 +7,6 @@ import (
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/writer/internal/generation"
-	"github.com/rowpipe/rowpipe/services/writer/internal/record"
 )
 
 func (d *Dataset) applyBegin(ctx context.Context, m Msg) error {
@@ -19,7 +18,7 @@ func (d *Dataset) applyBegin(ctx context.Context, m Msg) error {
 		return schema.Refuse(schema.ReasonBadBegin, "begin for dataset %q sync %q on the subject of %q with sync header %q", b.Dataset, b.Sync, d.cfg.Name, m.Env.Sync)
 	}
 	mode := b.Mode
-	shape, err := record.NewShape(b.Fields)
+	shape, err := schema.NewRecordDecoder(b.Fields)
 	if err != nil {
 		return schema.Refuse(schema.ReasonBadBegin, "begin fields: %v", err)
 	}

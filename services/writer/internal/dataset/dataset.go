@@ -23,7 +23,6 @@ import (
 	"github.com/rowpipe/rowpipe/services/writer/internal/disk"
 	"github.com/rowpipe/rowpipe/services/writer/internal/generation"
 	"github.com/rowpipe/rowpipe/services/writer/internal/metrics"
-	"github.com/rowpipe/rowpipe/services/writer/internal/record"
 )
 
 // Msg is one message of the dataset's subject.
@@ -72,9 +71,9 @@ type Dataset struct {
 
 	st       persisted       // as of the last framing message
 	current  *generation.Gen // nil: no current generation
-	curShape *record.Shape
+	curShape *schema.RecordDecoder
 	building *generation.Gen // nil: no replace sync, or its files were lost
-	bShape   *record.Shape
+	bShape   *schema.RecordDecoder
 	kept     []uint64 // older complete generations still on disk, ascending
 	doomed   []uint64 // generations to remove once a state without them is saved
 

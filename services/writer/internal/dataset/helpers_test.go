@@ -19,7 +19,6 @@ import (
 	"github.com/rowpipe/rowpipe/services/writer/internal/disk"
 	"github.com/rowpipe/rowpipe/services/writer/internal/generation"
 	"github.com/rowpipe/rowpipe/services/writer/internal/metrics"
-	"github.com/rowpipe/rowpipe/services/writer/internal/record"
 )
 
 // fakeEffects is the broker as the dataset sees it: the states published,
@@ -346,7 +345,7 @@ func generationError(dir string, g uint64, complete bool) error {
 	if err != nil {
 		return err
 	}
-	shape, err := record.NewShape(h.Fields)
+	shape, err := schema.NewRecordDecoder(h.Fields)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/writer/internal/disk"
 	"github.com/rowpipe/rowpipe/services/writer/internal/generation"
-	"github.com/rowpipe/rowpipe/services/writer/internal/record"
 )
 
 func (d *Dataset) recover(ctx context.Context) error {
@@ -23,7 +22,7 @@ func (d *Dataset) recover(ctx context.Context) error {
 			return fmt.Errorf("dataset %s: current generation %d: %w (the stream can rebuild it: writer --rebuild)", d.cfg.Name, curGen, err)
 		}
 		d.noteRecovery(g, rec)
-		if d.curShape, err = record.NewShape(g.Header().Fields); err != nil {
+		if d.curShape, err = schema.NewRecordDecoder(g.Header().Fields); err != nil {
 			g.Close()
 			return err
 		}
@@ -40,7 +39,7 @@ func (d *Dataset) recover(ctx context.Context) error {
 			d.noteRecovery(g, rec)
 			d.building = g
 			d.rowApplied = max(d.rowApplied, g.Header().LastSeq)
-			if d.bShape, err = record.NewShape(g.Header().Fields); err != nil {
+			if d.bShape, err = schema.NewRecordDecoder(g.Header().Fields); err != nil {
 				return err
 			}
 		case errors.Is(err, fs.ErrNotExist):
@@ -186,7 +185,7 @@ func (d *Dataset) derive(ctx context.Context) error {
 		d.noteRecovery(g, rec)
 		h := g.Header()
 		d.current, d.st.Current = g, &h
-		if d.curShape, err = record.NewShape(h.Fields); err != nil {
+		if d.curShape, err = schema.NewRecordDecoder(h.Fields); err != nil {
 			return err
 		}
 		d.st.Seq = max(d.st.Seq, derivedSeq(h))
@@ -198,7 +197,7 @@ func (d *Dataset) derive(ctx context.Context) error {
 			h := g.Header()
 			d.building = g
 			d.st.Building = &openSync{Sync: h.Sync, Begin: newest, Source: h.Source, Header: h}
-			if d.bShape, err = record.NewShape(h.Fields); err != nil {
+			if d.bShape, err = schema.NewRecordDecoder(h.Fields); err != nil {
 				return err
 			}
 			d.st.Seq = max(d.st.Seq, derivedSeq(h))
