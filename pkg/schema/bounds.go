@@ -2,6 +2,7 @@ package schema
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -29,18 +30,23 @@ const (
 	MaxEnvelopeBytes = MaxMessageBytes - MaxRecordBytes
 )
 
+// ErrOutOfBounds is wrapped by the errors of the Check methods about a
+// count or a length past rowpipe's bounds; their other errors wrap
+// ErrEnvelope.
+var ErrOutOfBounds = errors.New("out of bounds")
+
 // Check reports whether s is within bounds: a name of at most
 // MaxSourceNameBytes, a size of -1 (unknown) or more, and a digest that is
 // empty or 64 lowercase hex digits.
 func (s Source) Check() error {
 	if len(s.Name) > MaxSourceNameBytes {
-		return fmt.Errorf("%w: source name of %d bytes, at most %d allowed", ErrEnvelope, len(s.Name), MaxSourceNameBytes)
+		return fmt.Errorf("%w: source name of %d bytes, at most %d allowed", ErrOutOfBounds, len(s.Name), MaxSourceNameBytes)
 	}
 	if s.Size < -1 {
-		return fmt.Errorf("%w: source size %d", ErrEnvelope, s.Size)
+		return fmt.Errorf("%w: source size %d", ErrOutOfBounds, s.Size)
 	}
 	if s.SHA256 != "" && !isLowerHex(s.SHA256, 64) {
-		return fmt.Errorf("%w: source sha256 %q is not 64 lowercase hex digits", ErrEnvelope, truncate(s.SHA256, 80))
+		return fmt.Errorf("%w: source sha256 %q is not 64 lowercase hex digits", ErrOutOfBounds, truncate(s.SHA256, 80))
 	}
 	return nil
 }
@@ -61,8 +67,8 @@ func isLowerHex(s string, n int) bool {
 // its dataset, sync id and mode are valid, its fields are 1 to MaxFields
 // distinct names of 1 to MaxFieldBytes bytes of valid UTF-8, its renames
 // and source are within bounds, and the header of the generation it
-// creates fits in MaxHeaderSize. The error wraps ErrEnvelope and says what
-// is out of bounds.
+// creates fits in MaxHeaderSize. The error wraps ErrOutOfBounds or
+// ErrEnvelope and says what to change.
 func (b Begin) Check() error {
 	if b.Version != EnvelopeVersion {
 		return fmt.Errorf("%w: begin of version %d, this build reads version %d", ErrEnvelope, b.Version, EnvelopeVersion)
@@ -80,11 +86,11 @@ func (b Begin) Check() error {
 		return err
 	}
 	if len(b.Renamed) > len(b.Fields) {
-		return fmt.Errorf("%w: %d renames for %d fields", ErrEnvelope, len(b.Renamed), len(b.Fields))
+		return fmt.Errorf("%w: %d renames for %d fields", ErrOutOfBounds, len(b.Renamed), len(b.Fields))
 	}
 	for _, r := range b.Renamed {
 		if len(r.From) > MaxFieldBytes || len(r.To) > MaxFieldBytes {
-			return fmt.Errorf("%w: a rename of column %d is longer than %d bytes", ErrEnvelope, r.Column, MaxFieldBytes)
+			return fmt.Errorf("%w: a rename of column %d is longer than %d bytes", ErrOutOfBounds, r.Column, MaxFieldBytes)
 		}
 	}
 	if err := b.Source.Check(); err != nil {
@@ -92,20 +98,20 @@ func (b Begin) Check() error {
 	}
 	h := Header{Dataset: b.Dataset, Mode: b.Mode, Sync: b.Sync, Fields: b.Fields, Source: b.Source}
 	if n := HeaderSizeFor(h); n > MaxHeaderSize {
-		return fmt.Errorf("%w: the fields and source name need a header of %d bytes, at most %d allowed; use fewer or shorter column names", ErrEnvelope, n, MaxHeaderSize)
+		return fmt.Errorf("%w: the fields and source name need a header of %d bytes, at most %d allowed; use fewer or shorter column names", ErrOutOfBounds, n, MaxHeaderSize)
 	}
 	return nil
 }
 
 func checkFields(fields []string) error {
 	if len(fields) == 0 || len(fields) > MaxFields {
-		return fmt.Errorf("%w: %d fields, 1 to %d allowed", ErrEnvelope, len(fields), MaxFields)
+		return fmt.Errorf("%w: %d fields, 1 to %d allowed", ErrOutOfBounds, len(fields), MaxFields)
 	}
 	seen := make(map[string]struct{}, len(fields))
 	for i, f := range fields {
 		switch {
 		case f == "" || len(f) > MaxFieldBytes:
-			return fmt.Errorf("%w: field %d is %d bytes long, 1 to %d allowed", ErrEnvelope, i+1, len(f), MaxFieldBytes)
+			return fmt.Errorf("%w: field %d is %d bytes long, 1 to %d allowed", ErrOutOfBounds, i+1, len(f), MaxFieldBytes)
 		case !utf8.ValidString(f):
 			return fmt.Errorf("%w: field %d is not valid UTF-8", ErrEnvelope, i+1)
 		}
@@ -125,7 +131,7 @@ func (e End) Check() error { return e.Source.Check() }
 func (a Abort) Check() error {
 	if len(a.Code) > MaxAbortCodeBytes || len(a.Reason) > MaxReasonBytes {
 		return fmt.Errorf("%w: abort code of %d bytes and reason of %d, at most %d and %d allowed",
-			ErrEnvelope, len(a.Code), len(a.Reason), MaxAbortCodeBytes, MaxReasonBytes)
+			ErrOutOfBounds, len(a.Code), len(a.Reason), MaxAbortCodeBytes, MaxReasonBytes)
 	}
 	return nil
 }

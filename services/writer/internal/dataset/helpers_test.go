@@ -83,13 +83,20 @@ type rig struct {
 	dir  string
 	fs   disk.FS
 	keep int
-	fx   *fakeEffects
-	d    *Dataset
+	// policy is the fsync policy (SyncBatch unless set before open).
+	policy generation.Policy
+	fx     *fakeEffects
+	d      *Dataset
 }
 
 func newRig(t testing.TB, fsys disk.FS, keep int) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), fs: fsys, keep: keep, fx: newFakeEffects()}
+	return newRigPolicy(t, fsys, keep, generation.SyncBatch)
+}
+
+func newRigPolicy(t testing.TB, fsys disk.FS, keep int, p generation.Policy) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir(), fs: fsys, keep: keep, policy: p, fx: newFakeEffects()}
 	r.open()
 	return r
 }
@@ -97,7 +104,7 @@ func newRig(t testing.TB, fsys disk.FS, keep int) *rig {
 func (r *rig) config() Config {
 	return Config{
 		Name: "products", Dir: filepath.Join(r.dir, "products"), StatePath: StatePath(r.dir, "products"),
-		FS: r.fs, Policy: generation.SyncBatch, Keep: r.keep,
+		FS: r.fs, Policy: r.policy, Keep: r.keep,
 		Log: slog.New(slog.DiscardHandler), Metrics: metrics.New(nil), Effects: r.fx,
 	}
 }
@@ -165,8 +172,11 @@ var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func (s *stream) msg(ev schema.Event, sync string, row uint64, body []byte) Msg {
 	s.seq++
-	return Msg{Seq: s.seq, Time: epoch.Add(time.Duration(s.seq) * time.Millisecond), Env: schema.Envelope{Event: ev, Sync: sync, Row: row}, Body: body}
+	return Msg{Seq: s.seq, Time: epoch.Add(s.seqTime()), Env: schema.Envelope{Event: ev, Sync: sync, Row: row}, Body: body}
 }
+
+// seqTime is the stream timestamp of the last message, after epoch.
+func (s *stream) seqTime() time.Duration { return time.Duration(s.seq) * time.Millisecond }
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
