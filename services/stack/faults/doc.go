@@ -67,6 +67,9 @@
 //     message is counted once under its reason in
 //     rowpipe_writer_hostile_messages_total, and /fetch-data, read all the
 //     while, never answers 5xx.
+//   - BenchmarkWriterPeakRSSUnderLargeHeaders (a measurement, run by
+//     hand): bin/writer's peak RSS while it reads a backlog of 800
+//     messages with the largest headers JetStream stores.
 //   - FuzzAPIRequestParameters: fuzzed query strings, path dataset names
 //     and Accept headers on every data route never give a 5xx; a 4xx is
 //     always the JSON error body. Seeds run in go test; explore with

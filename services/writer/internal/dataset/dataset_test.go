@@ -288,3 +288,26 @@ func TestOpenFindsWhatAFolderHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAStateRecordedWithAHugeReasonIsPublished: a state file written
+// before abort reasons were bounded, with an outcome too large for a
+// message, is published cut to size, not retried forever.
+func TestAStateRecordedWithAHugeReasonIsPublished(t *testing.T) {
+	r := newRig(t, disk.OS{}, 2)
+	s := newStream()
+	r.mustApply(s.sync("a1", schema.ModeReplace, 2)...)
+	r.mustApply(s.begin("b2", schema.ModeReplace), s.abort("b2", schema.AbortStrict))
+	p, _, err := loadState(disk.OS{}, StatePath(r.dir, "products"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.State.Last.Reason = strings.Repeat("<", 200<<10)
+	if err := saveState(disk.OS{}, StatePath(r.dir, "products"), p, false); err != nil {
+		t.Fatal(err)
+	}
+	r.fx.states = nil
+	r.restart()
+	if st := r.fx.last(); st.Last == nil || len(st.Last.Reason) > schema.MaxReasonBytes+8 || st.Seq != p.Seq {
+		t.Fatalf("published %+v", st.Last)
+	}
+}

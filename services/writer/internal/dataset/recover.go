@@ -235,6 +235,13 @@ func (d *Dataset) Repair(ctx context.Context) error {
 	if d.st.State.Seq == 0 {
 		return nil
 	}
+	if l := d.st.State.Last; l != nil && len(l.Reason) > schema.MaxReasonBytes+schema.MaxAbortCodeBytes+2 {
+		// Recorded by a writer that did not bound abort reasons: as it
+		// is, the state may not fit in a message.
+		cut := *l
+		cut.Reason = l.Reason[:schema.MaxReasonBytes] + "…"
+		d.st.State.Last = &cut
+	}
 	if err := d.cfg.Effects.PublishState(ctx, d.st.State); err != nil {
 		return err
 	}
