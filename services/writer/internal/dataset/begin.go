@@ -131,10 +131,8 @@ func (d *Dataset) closeOpen(ctx context.Context, next *persisted, outcome, reaso
 	var out *schema.SyncOutcome
 	if b := d.st.Building; b != nil {
 		out = &schema.SyncOutcome{Sync: b.Sync, Outcome: outcome, Generation: b.Begin, Reason: reason}
-		if d.building != nil {
+		if d.building != nil { // closed by record, once next is the state
 			out.Rows, out.Rejected = d.building.Records(), d.building.Rejects()
-			d.building.Close()
-			d.building = nil
 		}
 		d.doom(b.Begin) // once the state that no longer names it is saved
 		next.Building, next.Ignore = nil, b.Sync

@@ -11,6 +11,16 @@
 // call, and the same message can be applied again. Effects on the files
 // are made so that doing them twice is the same as doing them once, which
 // is also how a restart after a crash finishes a message it had started.
+// Files are removed only once a state that no longer names them is saved,
+// so a crash at any instant leaves a state naming only files that exist.
+//
+// A message that would fail the same way however often it is applied is
+// refused with a *schema.Refusal before it has any effect (one exception:
+// an end of a sync that is not open publishes a failed outcome for it).
+//
+// One file per phase: recover.go (Open, recovery, Repair), apply.go (rows
+// and rejects), begin.go, end.go and abort.go (the framing messages),
+// record.go (saving and publishing the state, removing files), wipe.go.
 package dataset
 
 import (

@@ -311,3 +311,24 @@ func TestAStateRecordedWithAHugeReasonIsPublished(t *testing.T) {
 		t.Fatalf("published %+v", st.Last)
 	}
 }
+
+// TestAnAbortRetriedAfterAFailedPublishReportsItsRows: the outcome of a
+// message applied again after the broker failed is the outcome it would
+// have had (the discarded generation stays open until its state is
+// recorded).
+func TestAnAbortRetriedAfterAFailedPublishReportsItsRows(t *testing.T) {
+	r := newRig(t, disk.OS{}, 2)
+	s := newStream()
+	r.mustApply(append([]Msg{s.begin("a1", schema.ModeReplace)}, s.rows("a1", 1, 4)...)...)
+	abort := s.abort("a1", schema.AbortStrict)
+	r.fx.failWith = errors.New("broker away")
+	if err := r.apply(abort); err == nil {
+		t.Fatal("the abort was applied with the broker away")
+	}
+	r.fx.failWith = nil
+	r.mustApply(abort)
+	if st := r.fx.last(); st.Last == nil || st.Last.Outcome != schema.OutcomeAborted || st.Last.Rows != 4 {
+		t.Fatalf("outcome %+v, want aborted with 4 rows", st.Last)
+	}
+	checkFiles(t, r.dir)
+}

@@ -28,6 +28,7 @@ func (d *Dataset) record(ctx context.Context, next persisted, out *schema.SyncOu
 		return fmt.Errorf("publish the state of %s: %w", d.cfg.Name, err)
 	}
 	d.st = next
+	d.closeUnnamed()
 	if out != nil {
 		d.cfg.Metrics.Syncs.WithLabelValues(out.Outcome).Inc()
 	}
@@ -125,4 +126,18 @@ func (d *Dataset) removeDoomed() {
 		d.log.Info("removed a generation's files", "generation", g)
 	}
 	d.doomed = left
+}
+
+// closeUnnamed closes the building generation once the state names it
+// neither building nor current (its sync was closed, or another began).
+func (d *Dataset) closeUnnamed() {
+	if d.building == nil {
+		return
+	}
+	g := d.building.Generation()
+	named := d.st.Building != nil && d.st.Building.Begin == g || d.st.Current != nil && d.st.Current.Generation == g
+	if !named {
+		d.building.Close()
+		d.building, d.bShape = nil, nil
+	}
 }
