@@ -430,6 +430,10 @@ func (w *Writer) openDatasets(ctx context.Context) error {
 			return err
 		}
 	}
+	if n := len(w.datasets); n > w.cfg.MaxDatasets {
+		w.log.Warn("DATA_DIR holds more datasets than MAX_DATASETS: all are kept, and a begin for a new one is refused",
+			"datasets", n, "max_datasets", w.cfg.MaxDatasets)
+	}
 	return nil
 }
 
