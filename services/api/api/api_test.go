@@ -495,6 +495,20 @@ func TestReadyz(t *testing.T) {
 	if a := h.get("/readyz", "X-API-Key", ""); a.status != 200 {
 		t.Fatalf("empty DATA_DIR: %d %s", a.status, a.body)
 	}
+	// A writer catching up, then none: 503 with a reason, no path.
+	writeWriterStatus(t, h.dataDir, false)
+	wantError(t, h.get("/readyz"), 503, "catching up")
+	if a := h.get("/readyz"); strings.Contains(string(a.body), h.dataDir) {
+		t.Errorf("the reason shows DATA_DIR: %s", a.body)
+	}
+	if err := os.Remove(filepath.Join(h.dataDir, schema.WriterStatusFile)); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, h.get("/readyz"), 503, "no writer")
+	writeWriterStatus(t, h.dataDir, true)
+	if a := h.get("/readyz"); a.status != 200 {
+		t.Fatalf("caught up again: %d %s", a.status, a.body)
+	}
 	h2 := start(t, func(c *Config) { c.DataDir = filepath.Join(t.TempDir(), "missing") })
 	wantError(t, h2.get("/readyz"), 503, "data_dir")
 	if a := h2.get("/healthz"); a.status != 200 {

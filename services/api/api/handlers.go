@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -401,8 +402,10 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 	return c.SendString(`{"status":"ok"}`)
 }
 
-// GET /readyz: DATA_DIR is a readable directory (datasets or not), and the
-// server is not shutting down. Otherwise 503 saying why.
+// GET /readyz: DATA_DIR is a readable directory, the writer beside this api
+// has caught up with the stream (schema.WriterStatusFile; NATS itself is
+// not asked, so an outage keeps a caught-up api ready), and the server is
+// not shutting down. Otherwise 503 saying why.
 func (s *Server) readyz(c *fiber.Ctx) error {
 	notReady := func(msg string, err error) error {
 		return &respond.Error{Status: http.StatusServiceUnavailable, Code: "not_ready", Message: msg, Err: err}
@@ -430,6 +433,19 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	}
 	if err != nil {
 		return notReady(fmt.Sprintf("DATA_DIR %q cannot be listed: %v", dir, err), err)
+	}
+	// The writer beside this api says whether the files hold what the
+	// stream held when it started: a new pod is not ready before that.
+	b, err := os.ReadFile(filepath.Join(dir, schema.WriterStatusFile))
+	if err != nil {
+		return notReady("no writer has reported on the data directory yet: start the writer beside this api", err)
+	}
+	st, err := schema.DecodeWriterStatus(b)
+	if err != nil {
+		return notReady("the writer's status is unreadable; it is rewritten when the writer starts", err)
+	}
+	if !st.CaughtUp {
+		return notReady(fmt.Sprintf("the writer is catching up with stream %s (applied sequence %d of %d)", st.Stream, st.AppliedSeq, st.TargetSeq), nil)
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.SendString(`{"status":"ready"}`)
