@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
+	"github.com/rowpipe/rowpipe/services/api/internal/console"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
 	"github.com/rowpipe/rowpipe/services/api/internal/pagereader"
@@ -86,6 +87,7 @@ type Server struct {
 	routes   map[string]*metrics.Route
 	gatherer prometheus.Gatherer
 	openapi  []byte
+	console  *console.Console
 	// inlineDone is given to every buffered answer (inlineDoneFunc).
 	inlineDone func(int64, error)
 
@@ -169,6 +171,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)
 	}
+	if s.console, err = console.New(); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	s.app = s.newApp()
 	return s, nil
 }
@@ -179,15 +184,18 @@ const (
 	routeDatasets = "/datasets"
 	routeDataset  = "/datasets/:name"
 	routeRecords  = "/datasets/:name/records"
+	routeRejects  = "/datasets/:name/rejects"
 	routeHealthz  = "/healthz"
 	routeReadyz   = "/readyz"
 	routeMetrics  = "/metrics"
 	routeOpenAPI  = "/openapi.json"
+	routeConsole  = console.PageRoute
+	routeFile     = console.FileRoute
 )
 
 var knownRoutes = []string{
-	routeFetch, routeDatasets, routeDataset, routeRecords,
-	routeHealthz, routeReadyz, routeMetrics, routeOpenAPI,
+	routeFetch, routeDatasets, routeDataset, routeRecords, routeRejects,
+	routeHealthz, routeReadyz, routeMetrics, routeOpenAPI, routeConsole, routeFile,
 }
 
 // requestBodyLimit is the largest request body fasthttp reads before
@@ -233,10 +241,12 @@ func (s *Server) newApp() *fiber.App {
 	app.Get(routeDatasets, s.authenticate, s.listDatasets)
 	app.Get(routeDataset, s.authenticate, s.getDataset)
 	app.Get(routeRecords, s.authenticate, s.getRecords)
+	app.Get(routeRejects, s.authenticate, s.getRejects)
 	app.Get(routeHealthz, s.healthz)
 	app.Get(routeReadyz, s.readyz)
 	app.Get(routeMetrics, adaptor.HTTPHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
 	app.Get(routeOpenAPI, s.openapiDoc)
+	s.console.Register(app)
 	return app
 }
 
