@@ -21,7 +21,7 @@ const ROOT = path.resolve(import.meta.dirname, "..");
 const BIN = path.join(ROOT, "bin");
 const OUT = process.env.E2E_OUT || path.join(import.meta.dirname, "output");
 const DOCS = path.join(ROOT, "docs", "console");
-const README_SHOTS = new Set(["datasets", "records", "rejects", "wrong-key", "phone-records"]);
+const README_SHOTS = new Set(["datasets", "records", "rejects", "wrong-key", "phone-records", "syncing"]);
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 // The flags this machine's closed network needs (no background requests).
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -260,5 +260,37 @@ test("readable on a phone", async (t) => {
   const overflow2 = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow2 <= 0, `the records page is ${overflow2}px wider than the phone (the table scrolls in its box)`);
   await shot(page, "phone-records");
+  await done();
+});
+
+test("a sync in progress shows its progress; its commit shows without a reload", async (t) => {
+  const ingester = path.join(BIN, "ingester");
+  const env = { PATH: process.env.PATH, HOME: work, NATS_URL: natsURL };
+  const first = path.join(work, "live.csv");
+  await writeFile(first, "id,name\n1,one\n");
+  await promisify(execFile)(ingester, ["--dataset", "live", "--wait", first], { env });
+
+  const { page, done } = await open(t);
+  await signIn(page);
+  const row = page.locator("#ds-table tbody tr", { has: page.getByRole("link", { name: "live", exact: true }) });
+  await row.waitFor();
+  const navigations = [];
+  page.on("framenavigated", (f) => navigations.push(f.url()));
+
+  // A second sync from a pipe that stays open: the writer has begun the
+  // generation and written the first rows, and the end has not come.
+  const sync = spawn(ingester, ["--dataset", "live", "--wait", "-"], { env, stdio: ["pipe", "pipe", "pipe"] });
+  const exited = new Promise((resolve) => sync.once("exit", resolve));
+  t.after(() => { if (sync.exitCode === null) sync.kill("SIGTERM"); });
+  sync.stdin.write("id,name\n1,one\n2,two\n");
+  const progress = row.locator(".syncing");
+  await progress.filter({ hasText: /syncing generation \d+: 2 rows so far/ }).waitFor({ timeout: 30000 });
+  await shot(page, "syncing");
+
+  sync.stdin.end("3,three\n");
+  assert.equal(await exited, 0, "the piped sync commits");
+  await row.locator("td").nth(1).filter({ hasText: /^3$/ }).waitFor({ timeout: 15000 });
+  assert.equal(await progress.count(), 0, "no sync in progress once it committed");
+  assert.deepEqual(navigations, [], "refreshed in place, not reloaded");
   await done();
 });

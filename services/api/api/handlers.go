@@ -374,7 +374,7 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 		return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 5 * time.Second,
 			Message: "the data directory cannot be read; see /readyz", Err: err}
 	}
-	list := make([]metadataBody, 0, len(entries))
+	list := make([]datasetItem, 0, len(entries))
 	for _, e := range entries {
 		name := e.Name()
 		if !e.IsDir() || strings.HasPrefix(name, ".") || schema.ValidateDataset(name) != nil {
@@ -387,11 +387,11 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 			}
 			continue
 		}
-		list = append(list, metadataOf(lease.Header))
+		list = append(list, s.datasetItem(name, metadataOf(lease.Header)))
 		lease.Release()
 	}
 	body, err := json.Marshal(struct {
-		Datasets []metadataBody `json:"datasets"`
+		Datasets []datasetItem `json:"datasets"`
 	}{list})
 	if err != nil {
 		return err

@@ -179,8 +179,22 @@ func Document(o Options) ([]byte, error) {
 				"updated_at": obj{"type": "string", "format": "date-time"},
 			},
 		},
-		"DatasetList": obj{"type": "object", "required": []string{"datasets"}, "properties": obj{"datasets": obj{"type": "array", "items": ref("Metadata")}}},
-		"Status":      obj{"type": "object", "properties": obj{"status": str}, "additionalProperties": true},
+		"DatasetList": obj{"type": "object", "required": []string{"datasets"}, "properties": obj{"datasets": obj{"type": "array", "items": obj{"allOf": []any{ref("Metadata"), obj{
+			"type": "object", "properties": obj{"building": ref("Building")},
+		}}}}}},
+		"Building": obj{
+			"type":        "object",
+			"description": "The sync in progress, as its files show it: a replace generation newer than the current one, still building. Absent when there is none.",
+			"properties": obj{
+				"generation": integer, "sync": str,
+				"count":      obj{"type": "integer", "minimum": 0, "description": "Rows written so far; the total is known only when the sync ends."},
+				"rejected":   integer,
+				"source":     obj{"type": "object", "properties": obj{"name": str, "size": obj{"type": "integer"}, "sha256": str}},
+				"started_at": obj{"type": "string", "format": "date-time"},
+				"updated_at": obj{"type": "string", "format": "date-time"},
+			},
+		},
+		"Status": obj{"type": "object", "properties": obj{"status": str}, "additionalProperties": true},
 		"Error": obj{
 			"type": "object", "required": []string{"error"},
 			"properties": obj{"error": obj{"type": "object", "required": []string{"code", "message"},

@@ -181,6 +181,19 @@ function bytes(n) {
   return (i ? n.toFixed(1) : n) + " " + units[i];
 }
 
+// syncing describes the sync in progress that the files show: rows
+// written so far (the total is known only when the sync ends).
+function syncing(b) {
+  const rej = b.rejected > 0 ? `, ${fmt.format(b.rejected)} rejected` : "";
+  return `syncing generation ${b.generation}: ${fmt.format(b.count)} rows so far${rej}`;
+}
+
+// baseName is the last element of a source's path or URL; the whole name
+// is in the cell's title.
+function baseName(name) {
+  return (name || "").replace(/[?#].*$/, "").replace(/\/+$/, "").split("/").pop() || name;
+}
+
 function datasetRow(d) {
   const when = new Date(d.updated_at);
   const src = d.source || {};
@@ -191,9 +204,11 @@ function datasetRow(d) {
     el("td", {}, el("a", { href: routeHref(d.dataset), text: d.dataset })),
     el("td", { class: "num", text: fmt.format(d.count) }),
     el("td", { class: "num", text: String(d.generation) }),
-    el("td", { class: d.state === "complete" ? "state-complete" : "state-other", text: d.state + (d.mode ? " · " + d.mode : "") }),
+    el("td", {}, el("span", { class: d.state === "complete" ? "state-complete" : "state-other", text: d.state + (d.mode ? " · " + d.mode : "") }),
+      d.building ? el("div", { class: "syncing", role: "status", text: syncing(d.building) }) : null),
     el("td", { title: when.toISOString() }, el("time", { datetime: d.updated_at, text: when.toLocaleString() }), " ", el("span", { class: "status", text: "(" + ago(when) + ")" })),
-    el("td", { class: "opt", title: src.sha256 ? "sha256 " + src.sha256 : null, text: [src.name, bytes(src.size)].filter(Boolean).join(" · ") }),
+    el("td", { class: "opt", title: [src.name, src.sha256 && "sha256 " + src.sha256].filter(Boolean).join("\n") || null,
+      text: [baseName(src.name), bytes(src.size)].filter(Boolean).join(" · ") }),
     el("td", { class: "num" }, rejected));
 }
 
@@ -269,7 +284,7 @@ function tabs(prefix, name, meta, params) {
 function metaLine(meta) {
   const when = new Date(meta.updated_at);
   return `generation ${meta.generation} · ${fmt.format(meta.count)} rows · ${meta.state} · synced ${when.toLocaleString()}` +
-    (meta.source && meta.source.name ? ` from ${meta.source.name}` : "");
+    (meta.source && meta.source.name ? ` from ${baseName(meta.source.name)}` : "");
 }
 
 // pageOf reads the metadata of the current generation, then a page of it
