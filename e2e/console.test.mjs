@@ -188,6 +188,15 @@ test("records: page to the last page, jump to an offset, choose columns", async 
   assert.equal(await page.locator("#rec-table tbody tr").count(), 25);
   await shot(page, "records");
 
+  // The keyboard alone pages: Tab reaches the pager's buttons, Enter presses them.
+  await page.getByRole("button", { name: "Last page" }).focus();
+  await page.keyboard.press("Shift+Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute("aria-label")), "Next page");
+  await page.keyboard.press("Enter");
+  await range.filter({ hasText: `Rows 26–50 of ${count}` }).waitFor();
+  await page.keyboard.press("Enter"); // the focus stayed on Next
+  await range.filter({ hasText: `Rows 51–75 of ${count}` }).waitFor();
+
   await page.getByRole("button", { name: "Last page" }).click();
   const last = Math.floor((count - 1) / 25) * 25;
   await range.filter({ hasText: `Rows ${last + 1}–${count} of ${count}` }).waitFor();

@@ -89,12 +89,18 @@ function el(tag, props, ...children) {
   return e;
 }
 
+// refocus names the pager button a page change came from: the new page
+// gives it focus back, so the keyboard can go on paging.
+let refocus = null;
+
 function showView(id, focus) {
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== id;
-  if (focus) {
-    const h = document.querySelector("#" + id + " h1");
-    if (h) h.focus({ preventScroll: true });
-  }
+  const label = refocus;
+  refocus = null;
+  if (!focus) return;
+  const again = label && document.querySelector(`#${id} .pager button[aria-label="${label}"]`);
+  const target = again && !again.disabled ? again : document.querySelector("#" + id + " h1");
+  if (target) target.focus({ preventScroll: true });
 }
 
 function showAlert(msg) {
@@ -243,7 +249,7 @@ function pager(box, r, page, what) {
   const last = count > 0 ? Math.floor((count - 1) / limit) * limit : 0;
   const button = (label, text, target, disabled) => {
     const b = el("button", { type: "button", class: "quiet", "aria-label": label, disabled, text });
-    b.addEventListener("click", () => { location.hash = go(target); });
+    b.addEventListener("click", () => { refocus = label; location.hash = go(target); });
     return b;
   };
   const range = returned > 0
