@@ -21,7 +21,7 @@ const ROOT = path.resolve(import.meta.dirname, "..");
 const BIN = path.join(ROOT, "bin");
 const OUT = process.env.E2E_OUT || path.join(import.meta.dirname, "output");
 const DOCS = path.join(ROOT, "docs", "console");
-const README_SHOTS = new Set(["datasets", "records", "rejects", "wrong-key", "phone-records", "syncing"]);
+const README_SHOTS = new Set(["datasets", "records", "rejects", "wrong-key", "phone-records", "syncing", "record"]);
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 // The flags this machine's closed network needs (no background requests).
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -214,6 +214,19 @@ test("records: page to the last page, jump to an offset, choose columns", async 
   await jump.press("Enter");
   await range.filter({ hasText: `Rows 101–125 of ${count}` }).waitFor();
   assert.equal(await page.locator("#rec-table tbody tr td").first().innerText(), "100");
+
+  // One record in full: every field, long HTML included; Escape closes it.
+  const rec = (await apiGet("/datasets/products/records?offset=100&limit=1")).body.data[0];
+  assert.ok(rec["Body (HTML)"].length > 20, "record 100 of the sample has a body to show");
+  await page.getByRole("button", { name: "Record 100: every field" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  const dd = dialog.locator("dd");
+  assert.equal(await dd.count(), Object.keys(rec).length);
+  assert.equal(await dialog.locator("dt", { hasText: /^Body \(HTML\)$/ }).locator("xpath=following-sibling::dd[1]").textContent(), rec["Body (HTML)"]);
+  await shot(page, "record");
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "hidden" });
 
   // The column chooser: none, then Title only.
   await page.getByText(/^Columns \(/).click();

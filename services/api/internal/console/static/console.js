@@ -375,11 +375,23 @@ function drawRecords(name) {
     el("th", { scope: "col", class: "num", text: "#" }),
     ...cols.map((f) => el("th", { scope: "col", text: f }))));
   table.tBodies[0].replaceChildren(...records.data.map((rec, i) => el("tr", {},
-    el("td", { class: "num", text: fmt.format(records.offset + i) }),
+    el("td", { class: "num" }, recordButton(name, meta.fields, rec, records.offset + i)),
     ...cols.map((f) => {
       const v = rec[f] ?? "";
       return el("td", { title: v.length > 40 ? v.slice(0, 500) : null, text: v });
     }))));
+}
+
+// recordButton opens one record with every field in full, whichever
+// columns the table shows.
+function recordButton(name, fields, rec, n) {
+  const b = el("button", { type: "button", class: "link", "aria-label": `Record ${n}: every field`, text: fmt.format(n) });
+  b.addEventListener("click", () => {
+    $("record-title").textContent = `${name} · record ${fmt.format(n)}`;
+    $("record-fields").replaceChildren(...fields.flatMap((f) => [el("dt", { text: f }), el("dd", { text: rec[f] ?? "" })]));
+    $("record").showModal();
+  });
+  return b;
 }
 
 // ---- rejects ------------------------------------------------------------
