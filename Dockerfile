@@ -73,7 +73,10 @@ ENV DATA_DIR=/data
 EXPOSE 5000
 ENTRYPOINT ["/usr/local/bin/api"]
 
-# The default target (`docker build .`): the all-in-one process.
+# The default target (`docker build .`): the all-in-one process. To reach its
+# NATS from outside the container (-p 4222:4222) set NATS_LISTEN=0.0.0.0:4222
+# and NATS_ADMIN_PASSWORD / NATS_INGESTER_PASSWORD: the stack refuses a
+# non-loopback NATS_LISTEN without credentials (NATS_AUTH=off overrides).
 FROM runtime AS stack
 LABEL org.opencontainers.image.title="rowpipe-stack"
 COPY --from=build /out/stack /usr/local/bin/stack

@@ -12,7 +12,7 @@ SHARED   ?= ../shared
 # make run: a dev stack on this machine, with the shipped sample ingested.
 RUN_FLAGS ?= --dev --ingest samples/products.csv
 
-.PHONY: all build run test test-browser console-screenshots test-race fuzz bench acceptance lint clean $(SERVICES:%=$(BIN)/%)
+.PHONY: all build run test test-browser console-screenshots test-race fuzz bench acceptance compose-test lint clean $(SERVICES:%=$(BIN)/%)
 
 all: build
 
@@ -66,6 +66,11 @@ bench: build
 
 acceptance: build
 	python3 $(SHARED)/acceptance/run.py --repo . --no-build
+
+# The README's docker compose steps against a real Docker engine (Compose v2+
+# with buildx): images built, up, ingest, keys, NATS credentials, restarts.
+compose-test:
+	sh deploy/compose/compose-test.sh
 
 lint:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done

@@ -23,6 +23,7 @@ type apiCase struct {
 	body   int    // bytes of the answer (the same for the ceiling)
 
 	ours, ceiling loadResult
+	before        loadResult // of -api-before, when given
 }
 
 // apiResult is the whole API section.
@@ -32,7 +33,9 @@ type apiResult struct {
 	apiPeakBefore int64 // api VmHWM before the load
 	apiPeakAfter  int64
 	ceilingPeak   int64
+	beforePeak    int64 // of -api-before, 0 without it
 	duration      time.Duration
+	loadgen       string
 }
 
 // apiCases are the cases for a dataset of rows records.
@@ -65,7 +68,7 @@ func apiCases(rows int) []*apiCase {
 // runAPILoad measures every case against the real api of s and against the
 // fiber ceiling, interleaved case by case so drift hits both alike.
 func (b *bench) runAPILoad(ctx context.Context, s *services, rows int) (*apiResult, error) {
-	res := &apiResult{rows: rows, cases: apiCases(rows), apiPeakBefore: s.api.peakRSS(), duration: b.opt.duration}
+	res := &apiResult{rows: rows, cases: apiCases(rows), apiPeakBefore: s.api.peakRSS(), duration: b.opt.duration, loadgen: b.opt.loadgen}
 	dir, err := os.MkdirTemp(b.tmp, "ceiling-api-")
 	if err != nil {
 		return nil, err
@@ -109,7 +112,16 @@ func (b *bench) runAPILoad(ctx context.Context, s *services, rows int) (*apiResu
 		return nil, err
 	}
 
-	gen := loadGen{conns: b.opt.conns}
+	var before *proc
+	var beforeAddr string
+	if b.opt.apiBefore != "" {
+		if before, beforeAddr, err = b.startAPI(ctx, "api-before", b.opt.apiBefore, s.dataDir); err != nil {
+			return nil, err
+		}
+		defer before.stop(5 * time.Second)
+	}
+
+	gen := loadGen{conns: b.opt.conns, wrk: b.opt.loadgen == "wrk"}
 	warmup := min(time.Second, b.opt.duration/5)
 	keyHeader := map[string]string{"X-API-Key": b.apiKey}
 	// Cases that are compared with each other (the first and the last page
@@ -123,6 +135,13 @@ func (b *bench) runAPILoad(ctx context.Context, s *services, rows int) (*apiResu
 			eps = append(eps,
 				endpoint{addr: s.apiAddr, path: c.path, headers: keyHeader, wantLen: c.body, serverCPU: s.api.cpu},
 				endpoint{addr: ceilAddr, path: fmt.Sprintf("/c/%d", i), wantLen: c.body, serverCPU: cp.cpu})
+			if before != nil {
+				eps = append(eps, endpoint{addr: beforeAddr, path: c.path, headers: keyHeader, wantLen: c.body, serverCPU: before.cpu})
+			}
+		}
+		per := 2
+		if before != nil {
+			per = 3
 		}
 		logf("api load: %s: %d connections, %s each for ours and the ceiling, %d slices", strings.Join(names, " + "), b.opt.conns, b.opt.duration, b.opt.slices)
 		out, err := gen.interleave(ctx, eps, warmup, b.opt.duration, b.opt.slices)
@@ -131,7 +150,10 @@ func (b *bench) runAPILoad(ctx context.Context, s *services, rows int) (*apiResu
 		}
 		for k, i := range group {
 			c := res.cases[i]
-			c.ours, c.ceiling = out[2*k], out[2*k+1]
+			c.ours, c.ceiling = out[per*k], out[per*k+1]
+			if before != nil {
+				c.before = out[per*k+2]
+			}
 			logf("api load: %-32s ours %.0f req/s p99 %s, ceiling %.0f req/s p99 %s", c.name,
 				c.ours.rps(), c.ours.p99, c.ceiling.rps(), c.ceiling.p99)
 			if c.ours.errors > 0 || c.ceiling.errors > 0 {
@@ -142,6 +164,9 @@ func (b *bench) runAPILoad(ctx context.Context, s *services, rows int) (*apiResu
 	}
 	res.apiPeakAfter = s.api.peakRSS()
 	res.ceilingPeak = cp.peakRSS()
+	if before != nil {
+		res.beforePeak = before.peakRSS()
+	}
 	return res, nil
 }
 

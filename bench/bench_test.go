@@ -72,3 +72,36 @@ func TestNum(t *testing.T) {
 		}
 	}
 }
+
+func TestParseWrk(t *testing.T) {
+	out := `Running 1s test @ http://127.0.0.1:5301/fetch-data?dataset=bench
+  2 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.48ms   12.37ms  73.42ms   89.77%
+    Req/Sec     5.44k     5.11k   15.10k    80.00%
+  Latency Distribution
+     50%  143.00us
+     75%    3.32ms
+     90%   18.43ms
+     99%   59.91ms
+  11051 requests in 1.09s, 3.12MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 40
+Requests/sec:  10157.48
+Transfer/sec:      2.87MB
+`
+	st, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.n != 11051 || st.errs != 43 {
+		t.Fatalf("%d requests, %d errors; want 11051, 43", st.n, st.errs)
+	}
+	res := summarize([]workerStats{st}, time.Second)
+	if res.requests != 11051-43 || res.p50 != 143*time.Microsecond || res.p99 != 59910*time.Microsecond {
+		t.Fatalf("%+v", res)
+	}
+	if _, err := parseWrk("wrk: connection refused"); err == nil {
+		t.Fatal("output without a request count parsed")
+	}
+}

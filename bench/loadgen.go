@@ -17,6 +17,7 @@ import (
 // under test; the ceiling is measured the same way, so the ratio is fair.
 type loadGen struct {
 	conns int
+	wrk   bool // load with wrk (wrkPhase) instead of the in-process client
 }
 
 // loadResult is one measured case.
@@ -89,7 +90,7 @@ func (g loadGen) interleave(ctx context.Context, eps []endpoint, warmup, d time.
 	}
 	if warmup > 0 {
 		for _, e := range eps {
-			if _, _, err := g.phase(ctx, clients[e.addr], e, warmup, false); err != nil {
+			if _, _, err := g.load(ctx, clients[e.addr], e, warmup, false); err != nil {
 				return nil, err
 			}
 		}
@@ -107,7 +108,7 @@ func (g loadGen) interleave(ctx context.Context, eps []endpoint, warmup, d time.
 				s0 = e.serverCPU()
 			}
 			c0 := selfCPU()
-			st, el, err := g.phase(ctx, clients[e.addr], e, slice, true)
+			st, el, err := g.load(ctx, clients[e.addr], e, slice, true)
 			if err != nil {
 				return nil, err
 			}
@@ -124,6 +125,14 @@ func (g loadGen) interleave(ctx context.Context, eps []endpoint, warmup, d time.
 		res[i].serverCPU, res[i].clientCPU = serverCPU[i], clientCPU[i]
 	}
 	return res, nil
+}
+
+// load is one burst of d against e, by wrk or by the in-process client.
+func (g loadGen) load(ctx context.Context, hc *fasthttp.HostClient, e endpoint, d time.Duration, record bool) ([]workerStats, time.Duration, error) {
+	if g.wrk {
+		return g.wrkPhase(ctx, e, d)
+	}
+	return g.phase(ctx, hc, e, d, record)
 }
 
 type workerStats struct {

@@ -60,6 +60,8 @@ type options struct {
 	timeout   time.Duration
 	benchtime string
 	keep      bool
+	loadgen   string
+	apiBefore string
 }
 
 var sections = []string{"ingest", "memory", "api", "micro"}
@@ -92,6 +94,8 @@ func run() int {
 	flag.DurationVar(&opt.timeout, "timeout", 90*time.Minute, "limit for the whole run and for every process it starts")
 	flag.StringVar(&opt.benchtime, "benchtime", "", "go test -benchtime for the micro-benchmarks (default go test's 1s)")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the temporary folder (CSVs, data, logs) for inspection")
+	flag.StringVar(&opt.loadgen, "loadgen", "auto", "API load generator: wrk (Debian's wrk -t2), client (in-process fasthttp client), or auto (wrk when it is on PATH)")
+	flag.StringVar(&opt.apiBefore, "api-before", "", "another api binary (say, main's) to measure in the same slices as bin/api, over the same data: the before column")
 	flag.StringVar(&serveDir, "serve-ceiling", "", "internal: serve the API ceiling's constant bodies from this folder")
 	flag.StringVar(&serveAt, "ceiling-addr", "127.0.0.1:0", "internal: address of -serve-ceiling")
 	flag.Parse()
@@ -127,6 +131,17 @@ func run() int {
 	}
 	if opt.only, err = parseOnly(onlyFlag); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: -only:", err)
+		return 2
+	}
+	switch opt.loadgen {
+	case "auto":
+		opt.loadgen = "client"
+		if _, err := exec.LookPath("wrk"); err == nil {
+			opt.loadgen = "wrk"
+		}
+	case "wrk", "client":
+	default:
+		fmt.Fprintln(os.Stderr, "bench: -loadgen must be wrk, client or auto")
 		return 2
 	}
 	if opt.conns < 1 || opt.duration <= 0 || opt.window < 1 || opt.slices < 1 || opt.repeat < 1 {

@@ -155,31 +155,39 @@ func (b *bench) startServices(ctx context.Context, dir string) (*services, error
 		s.stop()
 		return nil, err
 	}
-	aport, err := freePort()
-	if err != nil {
+	if s.api, s.apiAddr, err = b.startAPI(ctx, "api", b.binary("api"), s.dataDir); err != nil {
 		s.stop()
 		return nil, err
 	}
-	s.apiAddr = "127.0.0.1:" + strconv.Itoa(aport)
-	s.api, err = b.sup.start(spec{
-		name: "api", timeout: b.opt.timeout, bin: b.binary("api"),
+	return s, nil
+}
+
+// startAPI starts an api binary over dataDir on a free loopback port and
+// waits for its /healthz.
+func (b *bench) startAPI(ctx context.Context, name, bin, dataDir string) (*proc, string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p, err := b.sup.start(spec{
+		name: name, timeout: b.opt.timeout, bin: bin,
 		env: []string{
-			"DATA_DIR=" + s.dataDir,
-			"API_ADDR=" + s.apiAddr,
+			"DATA_DIR=" + dataDir,
+			"API_ADDR=" + addr,
 			"API_KEYS=" + b.apiKey,
 			"API_RATE_LIMIT=0", // the load test is one key at full speed
 			"DATASET=" + benchDataset,
 		},
 	})
 	if err != nil {
-		s.stop()
-		return nil, err
+		return nil, "", err
 	}
-	if err := waitHTTP(ctx, s.api, "http://"+s.apiAddr+"/healthz", 30*time.Second); err != nil {
-		s.stop()
-		return nil, err
+	if err := waitHTTP(ctx, p, "http://"+addr+"/healthz", 30*time.Second); err != nil {
+		p.stop(5 * time.Second)
+		return nil, "", err
 	}
-	return s, nil
+	return p, addr, nil
 }
 
 // ingestRun is one timed `ingester --wait` until the api shows the rows.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,11 +16,12 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/stack/natsauth"
 )
 
-// loadCompose loads docker-compose.yml as `docker compose` does, with an empty
-// environment (so every ${VAR:-default} takes its default) and without
-// reading env_file contents (.env is the user's, and git ignores it).
+// loadCompose loads docker-compose.yml as `docker compose` does, with the
+// variables of a .env made by deploy/compose/init-env.sh and nothing else
+// (so every ${VAR:-default} takes its default).
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
 	root := repoRoot(t)
@@ -27,15 +29,25 @@ func loadCompose(t *testing.T) *types.Project {
 	details := types.ConfigDetails{
 		WorkingDir:  root,
 		ConfigFiles: []types.ConfigFile{{Filename: path}},
-		Environment: types.Mapping{},
+		Environment: composeTestEnv(),
 	}
 	p, err := loader.LoadWithContext(context.Background(), details, func(o *loader.Options) {
 		o.SkipResolveEnvironment = true
+		o.SetProjectName("rowpipe", true) // docker compose takes the folder's name
 	})
 	if err != nil {
 		t.Fatalf("compose-spec loader refuses docker-compose.yml: %v", err)
 	}
 	return p
+}
+
+// composeTestEnv is what .env holds after deploy/compose/init-env.sh.
+func composeTestEnv() types.Mapping {
+	env := types.Mapping{"API_KEYS": "test-api-key-0123456789"}
+	for _, r := range natsauth.Roles {
+		env[r.PasswordVar()] = testPassword(r)
+	}
+	return env
 }
 
 func composeService(t *testing.T, p *types.Project, name string) types.ServiceConfig {
@@ -145,6 +157,7 @@ func TestComposeNATS(t *testing.T) {
 	// The configuration it runs with, as the pinned nats-server reads it.
 	conf := composeNATSConfig(t, p, nats)
 	opts := parseNATSConfig(t, "deploy/compose/nats.conf", conf, nil)
+	checkNATSAuth(t, "deploy/compose/nats.conf", conf, opts)
 	if opts.HTTPPort != 8222 || opts.Port != 4222 {
 		t.Errorf("nats.conf: port %d http_port %d, want 4222 and 8222", opts.Port, opts.HTTPPort)
 	}
@@ -215,10 +228,24 @@ func TestComposeWriterAndAPIShareData(t *testing.T) {
 	writer := composeService(t, p, "writer")
 	api := composeService(t, p, "api")
 
-	for _, s := range []types.ServiceConfig{writer, api} {
-		dep, ok := s.DependsOn["nats"]
-		if !ok || dep.Condition != types.ServiceConditionHealthy {
-			t.Errorf("%s: depends_on nats %+v, want condition service_healthy", s.Name, dep)
+	if dep, ok := writer.DependsOn["nats"]; !ok || dep.Condition != types.ServiceConditionHealthy {
+		t.Errorf("writer: depends_on nats %+v, want condition service_healthy", dep)
+	}
+	// The api does not talk to NATS: it neither waits for it nor holds a
+	// credential for it; it serves what the writer wrote, NATS up or not.
+	if _, ok := api.DependsOn["nats"]; ok {
+		t.Errorf("api depends on nats; it reads the files only")
+	}
+	for k := range api.Environment {
+		if strings.HasPrefix(k, "NATS_") {
+			t.Errorf("api has %s: it must hold no NATS setting or credential", k)
+		}
+	}
+	// Each of the services checks itself (distroless: the binary probes).
+	for name, path := range map[string]string{"writer": "/healthz", "api": "/readyz"} {
+		hc := composeService(t, p, name).HealthCheck
+		if hc == nil || hc.Disable || !slices.Equal(hc.Test, []string{"CMD", "/usr/local/bin/" + name, "--probe", path}) {
+			t.Errorf("%s: health check %+v, want [CMD /usr/local/bin/%s --probe %s]", name, hc, name, path)
 		}
 	}
 
@@ -244,54 +271,96 @@ func TestComposeWriterAndAPIShareData(t *testing.T) {
 	}
 }
 
-func TestComposeAPIKeysComeFromEnvFile(t *testing.T) {
+func TestComposeSecretsComeFromEnvFile(t *testing.T) {
 	root := repoRoot(t)
 	p := loadCompose(t)
-	api := composeService(t, p, "api")
-
-	envFile := filepath.Join(root, ".env")
-	i := slices.IndexFunc(api.EnvFiles, func(f types.EnvFile) bool { return filepath.Clean(f.Path) == envFile })
-	if i < 0 {
-		t.Fatalf("api env_file %+v does not include .env", api.EnvFiles)
-	}
-	if !bool(api.EnvFiles[i].Required) {
-		t.Errorf("api's .env is optional: without it the api has no key; make it required")
-	}
 	if !slices.Contains(strings.Fields(readFile(t, filepath.Join(root, ".gitignore"))), ".env") {
 		t.Errorf(".gitignore does not ignore .env")
 	}
-
-	// No service gets a key, token or password from the compose file itself.
+	// Each service gets only its own secret, interpolated from .env.
+	want := map[string]map[string]string{
+		"api":      {"API_KEYS": "test-api-key-0123456789"},
+		"nats":     {"NATS_INGESTER_PASSWORD": testPassword(natsauth.Ingester), "NATS_WRITER_PASSWORD": testPassword(natsauth.Writer), "NATS_ADMIN_PASSWORD": testPassword(natsauth.Admin)},
+		"writer":   {"NATS_PASSWORD": testPassword(natsauth.Writer)},
+		"ingester": {"NATS_PASSWORD": testPassword(natsauth.Ingester)},
+	}
 	for name, s := range p.Services {
+		if len(s.EnvFiles) > 0 {
+			t.Errorf("service %s reads env_file %v: it would get every secret of .env; interpolate only its own", name, s.EnvFiles)
+		}
 		for k, v := range s.Environment {
-			if secretLike(k) && v != nil && *v != "" {
-				t.Errorf("service %s: %s has a literal value in docker-compose.yml: secrets go in .env", name, k)
+			if secretLike(k) && (v == nil || want[name][k] != *v) {
+				t.Errorf("service %s: %s is not its own secret from .env", name, k)
+			}
+		}
+		for k, v := range want[name] {
+			if composeEnv(s, k) != v {
+				t.Errorf("service %s: %s does not come from .env", name, k)
 			}
 		}
 	}
+	if u := composeEnv(composeService(t, p, "writer"), "NATS_USER"); u != "writer" {
+		t.Errorf("writer NATS_USER %q, want writer", u)
+	}
+	if u := composeEnv(composeService(t, p, "ingester"), "NATS_USER"); u != "ingester" {
+		t.Errorf("ingester NATS_USER %q, want ingester", u)
+	}
 
-	// .env.example: a placeholder that cannot work, and how to make a key.
+	// Without .env nothing starts: there is no default secret.
+	path := filepath.Join(root, "docker-compose.yml")
+	_, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir: root, ConfigFiles: []types.ConfigFile{{Filename: path}}, Environment: types.Mapping{},
+	}, func(o *loader.Options) { o.SkipResolveEnvironment = true; o.SetProjectName("rowpipe", true) })
+	if err == nil || !strings.Contains(err.Error(), "init-env.sh") {
+		t.Errorf("docker-compose.yml loads without .env (%v); want a refusal that says to run deploy/compose/init-env.sh", err)
+	}
+
+	// .env.example: placeholders that cannot work, and the command.
 	example := readFile(t, filepath.Join(root, ".env.example"))
 	vars, err := dotenv.ParseWithLookup(strings.NewReader(example), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatalf(".env.example: %v", err)
 	}
-	keys, ok := vars["API_KEYS"]
-	if !ok {
-		t.Errorf(".env.example does not show API_KEYS")
-	}
-	for k := range strings.SplitSeq(keys, ",") {
-		if strings.TrimSpace(k) != "" {
-			t.Errorf(".env.example holds a usable API key %q: a copied example must not work", k)
+	for _, k := range []string{"API_KEYS", "NATS_INGESTER_PASSWORD", "NATS_WRITER_PASSWORD", "NATS_ADMIN_PASSWORD"} {
+		if v, ok := vars[k]; !ok || v != "" {
+			t.Errorf(".env.example: %s missing or with a value %q; a copied example must not work", k, v)
 		}
 	}
-	if !strings.Contains(example, "openssl rand -hex") {
-		t.Errorf(".env.example does not say how to generate a key (openssl rand -hex 24)")
+	if !strings.Contains(example, "deploy/compose/init-env.sh") {
+		t.Errorf(".env.example does not name deploy/compose/init-env.sh")
 	}
-	for k := range vars {
-		if k != "API_KEYS" && secretLike(k) && vars[k] != "" {
-			t.Errorf(".env.example holds a value for %s", k)
+}
+
+// The script writes every secret compose needs, random, and never
+// overwrites an existing .env.
+func TestComposeInitEnv(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, ".env")
+	script := filepath.Join(repoRoot(t), "deploy", "compose", "init-env.sh")
+	run := func() ([]byte, error) { return exec.Command("sh", script, env).CombinedOutput() }
+	if out, err := run(); err != nil {
+		t.Fatalf("init-env.sh: %v\n%s", err, out)
+	}
+	first := readFile(t, env)
+	vars, err := dotenv.ParseWithLookup(strings.NewReader(first), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range composeTestEnv() {
+		if len(vars[k]) != 48 {
+			t.Errorf("%s = %q, want 48 random hex characters", k, vars[k])
 		}
+	}
+	if fi, err := os.Stat(env); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf(".env mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	if out, err := run(); err == nil || readFile(t, env) != first {
+		t.Errorf("a second run overwrote .env or succeeded: %v\n%s", err, out)
+	}
+	os.Remove(env)
+	run()
+	if second := readFile(t, env); second == first {
+		t.Error("two runs made the same secrets")
 	}
 }
 
@@ -316,15 +385,16 @@ func TestComposeAPIPublishes5000(t *testing.T) {
 		t.Fatalf("api API_ADDR %q: %v", composeEnv(api, "API_ADDR"), err)
 	}
 	ok := slices.ContainsFunc(api.Ports, func(pc types.ServicePortConfig) bool {
-		return pc.Published == "5000" && strconv.Itoa(int(pc.Target)) == port && pc.HostIP == ""
+		return pc.Published == "5000" && strconv.Itoa(int(pc.Target)) == port
 	})
 	if !ok || port != "5000" {
 		t.Errorf("api must publish 5000 to its API_ADDR port (ports %+v, API_ADDR port %s)", api.Ports, port)
 	}
-	// Nothing else is published beyond loopback.
+	// Nothing is published beyond loopback by default (API_PUBLISH widens
+	// the api's).
 	for name, s := range p.Services {
 		for _, pc := range s.Ports {
-			if name != "api" && pc.HostIP != "127.0.0.1" {
+			if pc.HostIP != "127.0.0.1" {
 				t.Errorf("service %s publishes %s on every interface; bind it to 127.0.0.1", name, pc.Published)
 			}
 		}

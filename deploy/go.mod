@@ -9,6 +9,7 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/rowpipe/rowpipe/pkg/schema v0.0.0
+	github.com/rowpipe/rowpipe/pkg/svc v0.0.0
 	github.com/rowpipe/rowpipe/services/api v0.0.0
 	github.com/rowpipe/rowpipe/services/ingester v0.0.0
 	github.com/rowpipe/rowpipe/services/stack v0.0.0
@@ -107,6 +108,7 @@ require (
 // (go.work) resolves these too; the replaces keep `GOWORK=off go test` working.
 replace (
 	github.com/rowpipe/rowpipe/pkg/schema => ../pkg/schema
+	github.com/rowpipe/rowpipe/pkg/svc => ../pkg/svc
 	github.com/rowpipe/rowpipe/services/api => ../services/api
 	github.com/rowpipe/rowpipe/services/ingester => ../services/ingester
 	github.com/rowpipe/rowpipe/services/stack => ../services/stack

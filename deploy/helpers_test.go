@@ -5,11 +5,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/stack/natsauth"
 )
 
 // repoRoot is the repository's top folder (this module lives in deploy/).
@@ -92,6 +96,9 @@ func checkNATSImage(t *testing.T, where, image string) {
 // references.
 func parseNATSConfig(t *testing.T, name, conf string, env map[string]string) *server.Options {
 	t.Helper()
+	for _, r := range natsauth.Roles {
+		t.Setenv(r.PasswordVar(), testPassword(r))
+	}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -146,4 +153,58 @@ func checkGoMemLimit(t *testing.T, where, value string, limit int64) {
 	if n < limit/2 || n > limit*9/10 {
 		t.Errorf("%s: GOMEMLIMIT %s is not between 50%% and 90%% of the memory limit %d MiB", where, value, limit>>20)
 	}
+}
+
+// testPassword is the password a test gives role in a NATS configuration.
+func testPassword(r natsauth.Role) string { return "test-password-of-the-" + string(r) }
+
+// checkNATSAuth: the server refuses clients without credentials, and its
+// users are rowpipe's roles with exactly natsauth's permissions, their
+// passwords from the environment (never in the file).
+func checkNATSAuth(t *testing.T, where, conf string, o *server.Options) {
+	t.Helper()
+	if o.NoAuthUser != "" || o.Authorization != "" || o.Username != "" || len(o.Nkeys) > 0 || o.TrustedOperators != nil {
+		t.Errorf("%s: authentication other than the role users (no_auth_user %q, token set %v, user %q, %d nkeys)", where, o.NoAuthUser, o.Authorization != "", o.Username, len(o.Nkeys))
+	}
+	if len(o.Users) != len(natsauth.Roles) {
+		t.Fatalf("%s: %d users, want one per role %v: a NATS without users lets anyone in", where, len(o.Users), natsauth.Roles)
+	}
+	for _, u := range o.Users {
+		r := natsauth.Role(u.Username)
+		if !slices.Contains(natsauth.Roles, r) {
+			t.Errorf("%s: user %q is not a rowpipe role", where, u.Username)
+			continue
+		}
+		if u.Password != testPassword(r) {
+			t.Errorf("%s: user %s's password is not $%s", where, r, r.PasswordVar())
+		}
+		if u.Account != nil && u.Account.Name != server.DEFAULT_GLOBAL_ACCOUNT {
+			t.Errorf("%s: user %s is in account %s, want the global account (where the stream is)", where, r, u.Account.Name)
+		}
+		want := natsauth.Permissions(r, schema.DefaultStream)
+		if !samePermissions(u.Permissions, want) {
+			t.Errorf("%s: user %s's permissions differ from services/stack/natsauth:\n got %s\nwant %s", where, r, permString(u.Permissions), permString(want))
+		}
+	}
+	if strings.Contains(conf, "password: \"") || regexp.MustCompile(`password:\s*[^$\s]`).MatchString(conf) {
+		t.Errorf("%s: a password is written in the file; it must come from the environment", where)
+	}
+}
+
+func samePermissions(a, b *server.Permissions) bool {
+	return a != nil && b != nil && sameSubjects(a.Publish, b.Publish) && sameSubjects(a.Subscribe, b.Subscribe) && a.Response == nil
+}
+
+func sameSubjects(a, b *server.SubjectPermission) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return slices.Equal(sortedCopy(a.Allow), sortedCopy(b.Allow)) && slices.Equal(sortedCopy(a.Deny), sortedCopy(b.Deny))
+}
+
+func permString(p *server.Permissions) string {
+	if p == nil {
+		return "none (everything)"
+	}
+	return fmt.Sprintf("publish %+v subscribe %+v", *p.Publish, *p.Subscribe)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/stack/natsauth"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -240,7 +241,9 @@ func TestK8sPodsAreRestricted(t *testing.T) {
 			for i := range ps.Containers {
 				c := &ps.Containers[i]
 				cw := where + " container " + c.Name
-				if p.longRunning && (c.LivenessProbe == nil || c.ReadinessProbe == nil) {
+				// The writer has no readiness probe of its own: the api's says
+				// whether it has caught up (TestK8sRowpipeDeployment).
+				if p.longRunning && (c.LivenessProbe == nil || c.ReadinessProbe == nil && c.Name != "writer") {
 					t.Errorf("%s: a long-running container needs liveness and readiness probes", cw)
 				}
 				checkContainerSecurity(t, cw, c.SecurityContext)
@@ -420,7 +423,9 @@ func TestK8sRowpipeDeployment(t *testing.T) {
 		metrics, _ := envValue(w, "METRICS_ADDR")
 		wp := addrPort(t, where+" writer METRICS_ADDR", metrics)
 		checkHTTPProbe(t, where+" writer", "liveness", w.LivenessProbe, w, "/healthz", wp)
-		checkHTTPProbe(t, where+" writer", "readiness", w.ReadinessProbe, w, "/healthz", wp)
+		if w.ReadinessProbe != nil || w.StartupProbe != nil {
+			t.Errorf("%s: the writer has a readiness or startup probe: a NATS outage would take the pod out of service; the api's /readyz says whether the writer has caught up", where)
+		}
 		apiAddr, _ := envValue(a, "API_ADDR")
 		ap := addrPort(t, where+" api API_ADDR", apiAddr)
 		if ap != 5000 {
@@ -517,6 +522,7 @@ func TestK8sNATS(t *testing.T) {
 		checkNATSImage(t, where, c.Image)
 
 		opts, conf := natsConfigOf(t, m, ps, c)
+		checkNATSAuth(t, m.dir+" nats.conf", conf, opts)
 		if opts.Port != 4222 || portNumber(c, intstr.FromString("client")) != 4222 {
 			t.Errorf("%s: client port %d, want 4222 declared as 'client'", where, opts.Port)
 		}
@@ -883,4 +889,93 @@ func ptrValue[T any](p *T, def T) T {
 		return def
 	}
 	return *p
+}
+
+// Each NATS password is a Secret of its own, given only to the container of
+// its role (and to NATS); no rendered container of the api holds any NATS
+// credential or setting.
+func TestK8sNATSCredentialsOnlyWhereNeeded(t *testing.T) {
+	roleOf := map[string]natsauth.Role{"writer": natsauth.Writer, "ingester": natsauth.Ingester}
+	for _, m := range bothBuilds(t) {
+		seen := 0
+		for _, p := range m.pods() {
+			for i := range p.spec.Containers {
+				c := &p.spec.Containers[i]
+				where := m.dir + " " + p.where + " container " + c.Name
+				refs := secretRefs(p.spec, c)
+				switch c.Name {
+				case "nats":
+					for _, r := range natsauth.Roles {
+						ev := containerEnv(c, r.PasswordVar())
+						if ev == nil || ev.ValueFrom == nil || ev.ValueFrom.SecretKeyRef == nil || ev.ValueFrom.SecretKeyRef.Name != "rowpipe-nats-"+string(r) {
+							t.Errorf("%s: %s is not from Secret rowpipe-nats-%s", where, r.PasswordVar(), r)
+						}
+					}
+				case "writer", "ingester":
+					role := roleOf[c.Name]
+					seen++
+					if u, _ := envValue(c, "NATS_USER"); u != string(role) {
+						t.Errorf("%s: NATS_USER %q, want %s", where, u, role)
+					}
+					ev := containerEnv(c, "NATS_PASSWORD")
+					if ev == nil || ev.ValueFrom == nil || ev.ValueFrom.SecretKeyRef == nil || ev.ValueFrom.SecretKeyRef.Name != "rowpipe-nats-"+string(role) {
+						t.Errorf("%s: NATS_PASSWORD is not from Secret rowpipe-nats-%s", where, role)
+					}
+					if len(refs) != 1 {
+						t.Errorf("%s: Secrets %v, want only rowpipe-nats-%s", where, refs, role)
+					}
+				default:
+					for _, ev := range c.Env {
+						if strings.HasPrefix(ev.Name, "NATS_") {
+							t.Errorf("%s: %s: this container must hold no NATS setting or credential", where, ev.Name)
+						}
+					}
+					if len(c.EnvFrom) > 0 {
+						t.Errorf("%s: envFrom %+v could bring NATS credentials", where, c.EnvFrom)
+					}
+					for _, ref := range refs {
+						if strings.HasPrefix(ref, "rowpipe-nats-") {
+							t.Errorf("%s: Secret %s is a NATS credential", where, ref)
+						}
+					}
+				}
+			}
+		}
+		if seen != 2 {
+			t.Errorf("%s: %d writer and ingester containers, want 2", m.dir, seen)
+		}
+	}
+}
+
+func containerEnv(c *corev1.Container, name string) *corev1.EnvVar {
+	for i := range c.Env {
+		if c.Env[i].Name == name {
+			return &c.Env[i]
+		}
+	}
+	return nil
+}
+
+// secretRefs are the Secrets a container reads, by env or by mount.
+func secretRefs(ps *corev1.PodSpec, c *corev1.Container) []string {
+	var refs []string
+	for _, ev := range c.Env {
+		if ev.ValueFrom != nil && ev.ValueFrom.SecretKeyRef != nil {
+			refs = append(refs, ev.ValueFrom.SecretKeyRef.Name)
+		}
+	}
+	for _, ef := range c.EnvFrom {
+		if ef.SecretRef != nil {
+			refs = append(refs, ef.SecretRef.Name)
+		}
+	}
+	for _, vm := range c.VolumeMounts {
+		for _, v := range ps.Volumes {
+			if v.Name == vm.Name && v.Secret != nil {
+				refs = append(refs, v.Secret.SecretName)
+			}
+		}
+	}
+	slices.Sort(refs)
+	return slices.Compact(refs)
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/pkg/schema/jstest"
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/api/api"
 	"github.com/rowpipe/rowpipe/services/ingester/ingester"
 	"github.com/rowpipe/rowpipe/services/stack/stack"
@@ -437,7 +438,11 @@ func TestRunbookCommandsWork(t *testing.T) {
 		}
 	}()
 	log := slog.New(slog.NewTextHandler(logs, nil))
+	// Authentication on, as on every deployment: the blocks log in as the
+	// README says (admin; writer for the replicas).
+	const adminPW, writerPW, ingesterPW = "runbook-admin-password-0123", "runbook-writer-password-0123", "runbook-ingester-password-01"
 	s, err := stack.Start(ctx, stack.Config{
+		NATSAdminPassword: adminPW, NATSWriterPassword: writerPW, NATSIngesterPassword: ingesterPW,
 		NATSListen:          "127.0.0.1:" + strconv.Itoa(freePort(t)),
 		NATSMaxMemory:       16 << 20,
 		NATSMaxBufferedMsgs: 4096,
@@ -457,14 +462,27 @@ func TestRunbookCommandsWork(t *testing.T) {
 		}
 	}()
 	natsURL := s.NATSURL()
-	nc, err := nats.Connect(natsURL)
+	if nc, err := nats.Connect(natsURL); err == nil {
+		nc.Close()
+		t.Fatal("the test stack lets a client in without credentials")
+	}
+	nc, err := nats.Connect(natsURL, nats.UserInfo("admin", adminPW))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	iauth, err := svc.NATSAuth{User: "ingester", Password: ingesterPW}.Options() // as bin/ingester logs in
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc, err := nats.Connect(natsURL, iauth...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inc.Close()
 	ictx, icancel := context.WithTimeout(ctx, time.Minute)
 	res, err := ingester.Run(ictx, ingester.Config{Source: csvPath, Dataset: "products", Wait: true, Progress: "off", StreamMaxBytes: maxBytes},
-		nc, log, io.Discard, io.Discard)
+		inc, log, io.Discard, io.Discard)
 	icancel()
 	if err != nil || res.Outcome != schema.OutcomeCommitted {
 		t.Fatalf("ingest: %+v, %v", res, err)
@@ -496,6 +514,7 @@ func TestRunbookCommandsWork(t *testing.T) {
 	env := func(natsURL string) []string {
 		return runbookEnv(home, natsBin, map[string]string{
 			"NATS_URL": natsURL, "NEW_NATS_URL": fresh.URL(), "SEQ": strconv.FormatUint(seq, 10),
+			"NATS_USER": "admin", "NATS_PASSWORD": adminPW, "NATS_WRITER_PASSWORD": writerPW,
 			"METRICS_ADDR": "127.0.0.1:0", "STREAM_MAX_BYTES": strconv.Itoa(maxBytes),
 		})
 	}
@@ -701,6 +720,10 @@ func TestRunbookCommandsWork(t *testing.T) {
 	defer rcancel()
 	cmd := exec.CommandContext(rctx, "sh", "-eu", "-c", replay.script)
 	cmd.Dir, cmd.Env = work, env(fresh.URL())
+	// On a timeout the writer goes too, not only sh, and its output says why.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "--rebuild") {

@@ -49,7 +49,7 @@ func docExampleHeader() Header {
 		Fields:    []string{"Handle", "Title"},
 		Source:    Source{Name: "products.csv", Size: 61, SHA256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"},
 		CreatedAt: time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC), UpdatedAt: time.Date(2024, 5, 1, 12, 0, 0, 250000000, time.UTC),
-		LastSeq: 4, Superseded: new(false), Size: HeaderBlock,
+		LastSeq: 4, Size: HeaderBlock,
 	}
 }
 

@@ -63,11 +63,6 @@ type Header struct {
 	// LastSeq is the stream sequence of the last message applied to this
 	// file; the writer resumes after it.
 	LastSeq uint64 `json:"last_seq"`
-	// Superseded is the writer's promise to readers (docs/header.md): false
-	// from creation, set to true before CURRENT stops naming the
-	// generation. nil (the member absent) is a header that promises
-	// nothing: a file of an older writer.
-	Superseded *bool `json:"superseded,omitempty"`
 	// Size is the header's own size in bytes, including the final '\n'.
 	Size int `json:"header_size"`
 }
@@ -76,18 +71,11 @@ const checksumKey = `,"crc32c":"`
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Unmoved reports whether h promises that CURRENT still names its
-// generation if it did when h's file was found through it: superseded is
-// present and false, and the writer sets it to true before CURRENT moves
-// on (docs/header.md). A reader that sees the promise may skip looking at
-// CURRENT again.
-func (h Header) Unmoved() bool { return h.Superseded != nil && !*h.Superseded }
-
 // HeaderSizeFor returns the fixed size to give the header of a new
 // generation: the smallest multiple of HeaderBlock that holds h with every
 // member that may change during the file's life (counts, generation,
-// sequence, times, state, mode, sync id, source size and digest, the
-// superseded mark) at its widest. Dataset, Fields and Source.Name are taken
+// sequence, times, state, mode, sync id, source size and digest) at its
+// widest. Dataset, Fields and Source.Name are taken
 // as they are in h: they must not grow later.
 func HeaderSizeFor(h Header) int {
 	widest := canonicalHeader(h)
@@ -100,7 +88,6 @@ func HeaderSizeFor(h Header) int {
 	widest.Sync = strings.Repeat("0", MaxSyncIDLen)
 	wide := time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -12*3600))
 	widest.CreatedAt, widest.UpdatedAt = wide, wide
-	widest.Superseded = new(false)
 	widest.Size = math.MaxInt32
 	body, err := json.Marshal(widest)
 	if err != nil {

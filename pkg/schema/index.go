@@ -105,28 +105,84 @@ func (x *Index) Entry(i uint64) (end int64, seq uint64, err error) {
 }
 
 // Range returns the byte range [start, end) of records first .. first+n-1
-// in the NDJSON file, reading at most two entries. n must be at least 1 and
-// first+n must be at most Header.Count; Range cannot check the count, only
-// that the range is not empty and starts at or after DataStart (an error
-// wrapping ErrIndexFormat otherwise).
+// in the NDJSON file, with one read of the index when the two entries it
+// needs are less than rangeSpan bytes apart, two otherwise. n must be at
+// least 1 and first+n must be at most Header.Count; Range cannot check the
+// count, only that the range is not empty and starts at or after DataStart
+// (an error wrapping ErrIndexFormat otherwise).
 func (x *Index) Range(first, n uint64) (start, end int64, err error) {
 	if n == 0 {
 		return 0, 0, errors.New("index range of zero records")
 	}
-	b := entryBufs.Get().(*[IndexEntrySize]byte)
-	defer entryBufs.Put(b)
+	b := rangeBufs.Get().(*[rangeSpan]byte)
+	defer rangeBufs.Put(b)
+	lastAt := IndexSize(first + n - 1)
 	if first == 0 {
 		start = x.dataStart
+	} else if at := IndexSize(first - 1); lastAt+8-at <= rangeSpan {
+		// Both entries in one read.
+		if err := readFullAt(x.r, b[:lastAt+8-at], at); err != nil {
+			return 0, 0, fmt.Errorf("index entries %d..%d: %w", first-1, first+n-1, err)
+		}
+		start, end = IndexEntryEnd(b[:]), IndexEntryEnd(b[lastAt-at:])
+		return x.checkRange(first, n, start, end)
 	} else {
-		if err := readFullAt(x.r, b[:8], IndexSize(first-1)); err != nil {
+		if err := readFullAt(x.r, b[:8], at); err != nil {
 			return 0, 0, fmt.Errorf("index entry %d: %w", first-1, err)
 		}
 		start = IndexEntryEnd(b[:])
 	}
-	if err := readFullAt(x.r, b[:8], IndexSize(first+n-1)); err != nil {
+	if err := readFullAt(x.r, b[:8], lastAt); err != nil {
 		return 0, 0, fmt.Errorf("index entry %d: %w", first+n-1, err)
 	}
-	end = IndexEntryEnd(b[:])
+	return x.checkRange(first, n, start, IndexEntryEnd(b[:]))
+}
+
+// EndsMax is the most records Ends locates at once.
+const EndsMax = rangeSpan/IndexEntrySize - 1
+
+// Ends fills ends with the end offsets of records first .. first+len(ends)-1
+// (each just past the record's '\n') and returns where the first of them
+// starts, with one read of the index. 1 ≤ len(ends) ≤ EndsMax, and
+// first+len(ends) must be at most Header.Count. The offsets must go forward
+// from DataStart (an error wrapping ErrIndexFormat otherwise).
+func (x *Index) Ends(first uint64, ends []int64) (start int64, err error) {
+	n := uint64(len(ends))
+	if n == 0 || n > EndsMax {
+		return 0, fmt.Errorf("index ends of %d records: want 1..%d", n, EndsMax)
+	}
+	b := rangeBufs.Get().(*[rangeSpan]byte)
+	defer rangeBufs.Put(b)
+	from := first
+	if first > 0 {
+		from = first - 1 // its end is the start
+	}
+	buf := b[:(first+n-from)*IndexEntrySize]
+	if err := readFullAt(x.r, buf, IndexSize(from)); err != nil {
+		return 0, fmt.Errorf("index entries %d..%d: %w", from, first+n-1, err)
+	}
+	start = x.dataStart
+	if first > 0 {
+		start, buf = IndexEntryEnd(buf), buf[IndexEntrySize:]
+	}
+	prev := start
+	for i := range ends {
+		ends[i] = IndexEntryEnd(buf[i*IndexEntrySize:])
+		if ends[i] <= prev || prev < x.dataStart {
+			return 0, fmt.Errorf("%w: record %d maps to [%d, %d)", ErrIndexFormat, first+uint64(i), prev, ends[i])
+		}
+		prev = ends[i]
+	}
+	return start, nil
+}
+
+// rangeSpan is the most index bytes Range and Ends read at once (256
+// entries).
+const rangeSpan = 256 * IndexEntrySize
+
+var rangeBufs = sync.Pool{New: func() any { return new([rangeSpan]byte) }}
+
+func (x *Index) checkRange(first, n uint64, start, end int64) (int64, int64, error) {
 	if end <= start || start < x.dataStart {
 		return 0, 0, fmt.Errorf("%w: records %d..%d map to [%d, %d)", ErrIndexFormat, first, first+n-1, start, end)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -267,5 +268,40 @@ func TestIndexEntryEndReadsBackAppendIndexEntry(t *testing.T) {
 		if got := IndexEntryEnd(b); got != end {
 			t.Fatalf("IndexEntryEnd = %d, want %d", got, end)
 		}
+	}
+}
+
+func TestIndexEndsAreRangesRecordByRecord(t *testing.T) {
+	const dataStart = 4096
+	idx := AppendIndexHeader(nil, dataStart)
+	end := int64(dataStart)
+	var want []int64
+	for i := range 600 {
+		end += int64(10 + i%7)
+		want = append(want, end)
+		idx = AppendIndexEntry(idx, end, uint64(i+1))
+	}
+	x, err := OpenIndex(bytes.NewReader(idx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][2]uint64{{0, 1}, {0, EndsMax}, {1, 10}, {599, 1}, {300, EndsMax}} {
+		ends := make([]int64, c[1])
+		start, err := x.Ends(c[0], ends)
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		s, e, err := x.Range(c[0], c[1])
+		if err != nil || start != s || ends[len(ends)-1] != e || !slices.Equal(ends, want[c[0]:c[0]+c[1]]) {
+			t.Fatalf("%v: start %d ends %v; Range [%d, %d) %v", c, start, ends, s, e, err)
+		}
+	}
+	if _, err := x.Ends(0, make([]int64, EndsMax+1)); err == nil {
+		t.Fatal("more than EndsMax ends")
+	}
+	bad := AppendIndexEntry(append([]byte(nil), idx[:IndexSize(1)]...), dataStart, 2) // record 1 ends where it starts
+	x, _ = OpenIndex(bytes.NewReader(bad))
+	if _, err := x.Ends(0, make([]int64, 2)); !errors.Is(err, ErrIndexFormat) {
+		t.Fatalf("ends that do not go forward: %v", err)
 	}
 }

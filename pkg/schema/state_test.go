@@ -56,3 +56,17 @@ func TestDecodeStateRefusesGarbage(t *testing.T) {
 		}
 	}
 }
+
+func TestWriterStatusRoundTripsAndRefusesTornFiles(t *testing.T) {
+	s := WriterStatus{CaughtUp: true, Stream: "ROWS", TargetSeq: 10, AppliedSeq: 12, UpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	b := EncodeWriterStatus(s)
+	got, err := DecodeWriterStatus(b)
+	if err != nil || got != s {
+		t.Fatalf("round trip: %+v, %v; want %+v", got, err, s)
+	}
+	for _, bad := range [][]byte{b[:len(b)/2], nil, []byte(`{"caught_up":true}`), []byte("x")} {
+		if _, err := DecodeWriterStatus(bad); err == nil {
+			t.Errorf("%q decodes", bad)
+		}
+	}
+}

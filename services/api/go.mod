@@ -10,7 +10,6 @@ require (
 	github.com/rowpipe/rowpipe/pkg/schema v0.0.0
 	github.com/rowpipe/rowpipe/pkg/svc v0.0.0
 	github.com/valyala/fasthttp v1.51.0
-	golang.org/x/sys v0.49.0
 	golang.org/x/time v0.16.0
 )
 
@@ -36,6 +35,7 @@ require (
 	github.com/valyala/tcplisten v1.0.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
 )
 

@@ -41,6 +41,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.KeysFile, "keys-file", cfg.KeysFile, "file of API keys, one a line, re-read on change (API_KEYS_FILE)")
 	fs.IntVar(&cfg.MaxLimit, "max-limit", cfg.MaxLimit, "largest page size (MAX_LIMIT)")
 	fs.StringVar(&cfg.Auth, "auth", cfg.Auth, "on, or off to serve without keys (API_AUTH)")
+	probe := fs.String("probe", "", "GET this path (/healthz, /readyz) on API_ADDR over loopback and exit 0 if it answers 200: the container health check")
 	logLevel := fs.String("log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	logFormat := fs.String("log-format", envOr("LOG_FORMAT", "text"), "text or json (LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
@@ -52,6 +53,9 @@ func run(args []string, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "api: unexpected arguments %q; configuration is by flags and environment\n", fs.Args())
 		return 2
+	}
+	if *probe != "" {
+		return svc.Probe(stderr, cfg.Addr, *probe)
 	}
 	log, err := svc.NewLogger(stderr, *logLevel, *logFormat)
 	if err != nil {

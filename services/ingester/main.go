@@ -125,6 +125,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ingester: %v\n", err)
 		return ingester.ExitCode(err)
 	}
+	if _, err := (svc.NATSAuth{Creds: cfg.NATSCreds, User: cfg.NATSUser, Password: cfg.NATSPassword}).Options(); err != nil {
+		fmt.Fprintf(stderr, "ingester: %v\n", err)
+		return ingester.ExitUsage
+	}
 	// A missing or empty file is refused at once, before waiting for NATS.
 	if err := ingester.CheckSource(cfg); err != nil {
 		fmt.Fprintf(stderr, "ingester: %v\n", err)
@@ -199,9 +203,11 @@ func connect(ctx context.Context, cfg ingester.Config, log *slog.Logger) (*nats.
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 	}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	auth, err := svc.NATSAuth{Creds: cfg.NATSCreds, User: cfg.NATSUser, Password: cfg.NATSPassword}.Options()
+	if err != nil {
+		return nil, err
 	}
+	opts = append(opts, auth...)
 	where := svc.RedactURLs(cfg.NATSURL)
 	deadline := time.Now().Add(cfg.PublishGiveUp)
 	backoff := 250 * time.Millisecond

@@ -5,7 +5,9 @@
 //	stack [--dev] [--ingest FILE|URL [--every DURATION] [--dataset NAME] [--mode replace|append]]
 //
 // Configuration is the environment of the services it runs (DATA_DIR,
-// API_ADDR, API_KEYS, STREAM, ...) plus NATS_LISTEN and the embedded
+// API_ADDR, API_KEYS, STREAM, ...) plus NATS_LISTEN, the NATS passwords
+// (NATS_INGESTER_PASSWORD, NATS_WRITER_PASSWORD, NATS_ADMIN_PASSWORD; a
+// NATS_LISTEN beyond loopback needs them, or NATS_AUTH=off) and the embedded
 // server's sizing (see stack.Config). Exit status: 0 after SIGINT/SIGTERM,
 // 1 when a component fails, 2 on a usage or configuration error.
 package main
@@ -70,6 +72,11 @@ func run(args []string) int {
 	cfg.Ingester.Mode = m
 	if cfg.Every > 0 && cfg.Ingest == "" {
 		fmt.Fprintln(os.Stderr, "stack: --every needs --ingest FILE|URL")
+		return 2
+	}
+	svc.RestrictUmask()
+	if err := cfg.CheckNATSAuth(); err != nil {
+		fmt.Fprintf(os.Stderr, "stack: %v\n", err)
 		return 2
 	}
 	log, err := svc.NewLogger(os.Stderr, *logLevel, *logFormat)

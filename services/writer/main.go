@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,7 @@ func run(args []string) int {
 	fl.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LOG_LEVEL)")
 	fl.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json (LOG_FORMAT)")
 	fl.Int64Var(&proc.MemoryLimit, "memory-limit", proc.MemoryLimit, "Go soft memory limit in bytes when GOMEMLIMIT is not set; 0: none (WRITER_MEMORY_LIMIT)")
+	probe := fl.String("probe", "", "GET this path (/healthz) on METRICS_ADDR over loopback and exit 0 if it answers 200: the container health check")
 	fl.BoolVar(&cfg.Rebuild, "rebuild", false, "remove the generation files this writer made and rebuild them from the stream")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -79,6 +81,10 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "writer: unexpected argument %q\n", fl.Arg(0))
 		return 2
 	}
+	if *probe != "" {
+		return svc.Probe(os.Stderr, cfg.MetricsAddr, *probe)
+	}
+	svc.RestrictUmask()
 	log, err := svc.NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "writer: %v\n", err)
@@ -91,6 +97,10 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "writer: configuration: %v\n", err)
 		return 2
 	}
+	if _, err := (svc.NATSAuth{Creds: cfg.NATSCreds, User: cfg.NATSUser, Password: cfg.NATSPassword}).Options(); err != nil {
+		fmt.Fprintf(os.Stderr, "writer: configuration: %v\n", err)
+		return 2
+	}
 	if proc.MemoryLimit < 0 {
 		fmt.Fprintf(os.Stderr, "writer: configuration: WRITER_MEMORY_LIMIT=%d: want a number of bytes, or 0 for no limit\n", proc.MemoryLimit)
 		return 2
@@ -100,6 +110,49 @@ func run(args []string) int {
 	log.Info("Go runtime", "memory_limit", limit, "memory_limit_from", from, "gomaxprocs", procs, "gomaxprocs_from", procsFrom)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var running atomic.Pointer[writer.Writer] // set once the writer holds DATA_DIR
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		log.Error("cannot serve health and metrics", "metrics_addr", cfg.MetricsAddr, "err", err)
+		return 1
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		// Liveness: 200 while the writer runs and so can make progress,
+		// with what holds it back (NATS away, a failing disk) as detail.
+		// It is served from the start: waiting for NATS is no reason to be
+		// restarted.
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w := running.Load()
+		if w == nil {
+			fmt.Fprintln(rw, "ok connecting to NATS")
+			return
+		}
+		if err := w.Alive(); err != nil {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(rw, "not alive: %v\n", err)
+			return
+		}
+		detail := "consuming"
+		if err := w.Healthy(); err != nil {
+			detail = "degraded: " + err.Error()
+		}
+		fmt.Fprintf(rw, "ok applied_seq=%d caught_up=%v %s\n", w.Applied(), w.CaughtUp(), detail)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health and metrics server", "err", err)
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Info("health and metrics", "addr", ln.Addr().String())
 
 	nc, err := connect(ctx, cfg, log)
 	if err != nil {
@@ -120,34 +173,7 @@ func run(args []string) int {
 		log.Error("writer not started", "err", err)
 		return 1
 	}
-	ln, err := net.Listen("tcp", cfg.MetricsAddr)
-	if err != nil {
-		log.Error("cannot serve health and metrics", "metrics_addr", cfg.MetricsAddr, "err", err)
-		return 1
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
-		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := w.Healthy(); err != nil {
-			rw.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(rw, "unhealthy: %v\n", err)
-			return
-		}
-		fmt.Fprintf(rw, "ok applied_seq=%d\n", w.Applied())
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("health and metrics server", "err", err)
-		}
-	}()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	log.Info("health and metrics", "addr", ln.Addr().String())
+	running.Store(w)
 
 	if err := w.Run(ctx); err != nil {
 		log.Error("writer stopped", "err", err)
@@ -171,9 +197,11 @@ func connect(ctx context.Context, cfg writer.Config, log *slog.Logger) (*nats.Co
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", svc.RedactURLs(nc.ConnectedUrl())) }),
 	}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	auth, err := svc.NATSAuth{Creds: cfg.NATSCreds, User: cfg.NATSUser, Password: cfg.NATSPassword}.Options()
+	if err != nil {
+		return nil, err
 	}
+	opts = append(opts, auth...)
 	wait := 250 * time.Millisecond
 	for {
 		nc, err := nats.Connect(cfg.NATSURL, opts...)

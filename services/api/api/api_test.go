@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // proto is the acceptance suite's shared fixture: 25 records.
@@ -325,7 +325,7 @@ func TestMetadataFromTheHeader(t *testing.T) {
 func TestDatasetsListsEveryServableDataset(t *testing.T) {
 	h := start(t, nil)
 	a := h.get("/datasets")
-	if a.status != 200 || string(a.body) != `{"datasets":[]}` {
+	if a.status != 200 || string(a.body) != `{"datasets":[],"offset":0,"limit":100,"next_offset":null}` {
 		t.Fatalf("no datasets yet: %d %s", a.status, a.body)
 	}
 	h.publish(datadirtest.Gen{Dataset: "b-orders", Generation: 3, Rows: 4})
@@ -343,6 +343,41 @@ func TestDatasetsListsEveryServableDataset(t *testing.T) {
 	}
 	if len(v.Datasets) != 2 || v.Datasets[0].Dataset != "a-products" || v.Datasets[0].Count != 2 || v.Datasets[1].Dataset != "b-orders" || v.Datasets[1].Count != 4 {
 		t.Fatalf("%+v", v.Datasets)
+	}
+}
+
+func TestDatasetsIsPaged(t *testing.T) {
+	h := start(t, nil)
+	for _, name := range []string{"d1", "d2", "d3", "d4", "d5"} {
+		h.publish(datadirtest.Gen{Dataset: name, Generation: 1, Rows: 1})
+	}
+	var names []string
+	for path := "/datasets?limit=2"; path != ""; {
+		a := h.get(path)
+		var v struct {
+			Datasets   []metadataBody `json:"datasets"`
+			NextOffset *int           `json:"next_offset"`
+		}
+		if err := json.Unmarshal(a.body, &v); err != nil || a.status != 200 {
+			t.Fatalf("%s: %d %s", path, a.status, a.body)
+		}
+		for _, d := range v.Datasets {
+			names = append(names, d.Dataset)
+		}
+		path = ""
+		if v.NextOffset != nil {
+			path = fmt.Sprintf("/datasets?limit=2&offset=%d", *v.NextOffset)
+			if link := a.header.Get("Link"); !strings.Contains(link, path) {
+				t.Errorf("Link %q, want %s", link, path)
+			}
+		}
+	}
+	if strings.Join(names, ",") != "d1,d2,d3,d4,d5" {
+		t.Fatalf("paged through %v", names)
+	}
+	wantError(t, h.get("/datasets?limit=0"), 400, "limit")
+	if open, _ := h.srv.store.Stats(); open > 5 {
+		t.Errorf("%d generations open", open)
 	}
 }
 
@@ -495,6 +530,20 @@ func TestReadyz(t *testing.T) {
 	if a := h.get("/readyz", "X-API-Key", ""); a.status != 200 {
 		t.Fatalf("empty DATA_DIR: %d %s", a.status, a.body)
 	}
+	// A writer catching up, then none: 503 with a reason, no path.
+	writeWriterStatus(t, h.dataDir, false)
+	wantError(t, h.get("/readyz"), 503, "catching up")
+	if a := h.get("/readyz"); strings.Contains(string(a.body), h.dataDir) {
+		t.Errorf("the reason shows DATA_DIR: %s", a.body)
+	}
+	if err := os.Remove(filepath.Join(h.dataDir, schema.WriterStatusFile)); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, h.get("/readyz"), 503, "no writer")
+	writeWriterStatus(t, h.dataDir, true)
+	if a := h.get("/readyz"); a.status != 200 {
+		t.Fatalf("caught up again: %d %s", a.status, a.body)
+	}
 	h2 := start(t, func(c *Config) { c.DataDir = filepath.Join(t.TempDir(), "missing") })
 	wantError(t, h2.get("/readyz"), 503, "data_dir")
 	if a := h2.get("/healthz"); a.status != 200 {
@@ -540,6 +589,26 @@ func TestMetricsShareOneRegistry(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// With METRICS_ADDR set, /metrics is served there, with no key, and not on
+// API_ADDR.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	h := start(t, func(c *Config) { c.MetricsAddr = "127.0.0.1:0" })
+	proto(h)
+	h.get("/fetch-data?dataset=proto&limit=3")
+	if a := h.get("/metrics", "X-API-Key", ""); a.status != http.StatusNotFound {
+		t.Fatalf("/metrics on API_ADDR: %d, want 404", a.status)
+	}
+	resp, err := http.Get("http://" + h.srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `rowpipe_api_requests_total{code="200",route="/fetch-data"} 1`) {
+		t.Fatalf("/metrics on METRICS_ADDR: %d\n%.500s", resp.StatusCode, body)
 	}
 }
 

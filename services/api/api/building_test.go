@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 func TestDatasetsShowTheSyncInProgress(t *testing.T) {

@@ -21,6 +21,9 @@ type Config struct {
 	Dataset string `envconfig:"DATASET" default:"products"`
 	// Addr is where the api listens (host:port).
 	Addr string `envconfig:"API_ADDR" default:":5000"`
+	// MetricsAddr, when set, serves /metrics on an address of its own
+	// (plain net/http) instead of on Addr, as the writer does.
+	MetricsAddr string `envconfig:"METRICS_ADDR"`
 
 	// Keys are accepted API keys (comma-separated in API_KEYS). They never
 	// print: Keys formats as a count.

@@ -1,43 +1,31 @@
 package api
 
 import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
-// etagLen is the length of an identity ETag: 16 hex digits in quotes.
-const etagLen = 18
-
 // appendETag appends a strong validator of one answer: the dataset, the
 // generation and its state (count, and the last stream sequence applied,
-// which moves whenever the generation's bytes do), the page and the format.
-// It is FNV-1a (64 bits) over the same bytes as before this function stopped
-// allocating, so ETags clients hold stay valid.
+// which moves whenever the generation's bytes do), the page and the format,
+// hashed with FNV-1a (64 bits) and quoted.
 func appendETag(dst []byte, name string, h *schema.Header, offset uint64, limit int, format string) []byte {
-	const (
-		offset64 = 14695981039346656037
-		prime64  = 1099511628211
-	)
-	sum := uint64(offset64)
-	for i := 0; i < len(name); i++ {
-		sum = (sum ^ uint64(name[i])) * prime64
+	sum := fnv.New64a()
+	sum.Write([]byte(name))
+	sum.Write([]byte{0})
+	var b [8]byte
+	for _, v := range []uint64{h.Generation, h.Count, h.LastSeq, offset, uint64(limit)} {
+		binary.LittleEndian.PutUint64(b[:], v)
+		sum.Write(b[:])
 	}
-	sum *= prime64 // the 0 separator
-	for _, v := range [5]uint64{h.Generation, h.Count, h.LastSeq, offset, uint64(limit)} {
-		for j := range 8 {
-			sum = (sum ^ (v >> (8 * j) & 0xff)) * prime64
-		}
-	}
-	for i := 0; i < len(format); i++ {
-		sum = (sum ^ uint64(format[i])) * prime64
-	}
-	const hex = "0123456789abcdef"
+	sum.Write([]byte(format))
 	dst = append(dst, '"')
-	for i := range 16 {
-		dst = append(dst, hex[(sum>>(60-4*i))&0xf])
-	}
+	dst = fmt.Appendf(dst, "%016x", sum.Sum64())
 	return append(dst, '"')
 }
 

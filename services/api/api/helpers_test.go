@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 const testKey = "test-key-0123456789abcdef"
@@ -57,6 +60,7 @@ func start(t testing.TB, edit func(*Config), opts ...Option) *harness {
 func startWith(t testing.TB, edit func(*Config), before func(*Server), opts ...Option) *harness {
 	t.Helper()
 	h := &harness{t: t, dataDir: t.TempDir(), logs: &logBuffer{}, done: make(chan error, 1)}
+	writeWriterStatus(t, h.dataDir, true) // as a caught-up writer beside the api does
 	cfg := Config{DataDir: h.dataDir, Keys: Keys{testKey}, RateLimit: 0}
 	if edit != nil {
 		edit(&cfg)
@@ -214,3 +218,12 @@ func (h *harness) leases() int {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// writeWriterStatus writes the writer's status file into dataDir.
+func writeWriterStatus(t testing.TB, dataDir string, caughtUp bool) {
+	t.Helper()
+	b := schema.EncodeWriterStatus(schema.WriterStatus{CaughtUp: caughtUp, Stream: "ROWS", TargetSeq: 40, AppliedSeq: 7, UpdatedAt: time.Now()})
+	if err := os.WriteFile(filepath.Join(dataDir, schema.WriterStatusFile), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}

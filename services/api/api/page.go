@@ -1,182 +1,213 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/valyala/fasthttp"
 
-	"github.com/rowpipe/rowpipe/services/api/internal/pagereader"
+	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
 	"github.com/rowpipe/rowpipe/services/api/internal/respond"
+	"github.com/rowpipe/rowpipe/services/api/internal/sendfile"
 )
 
-// page answers one page of records from one generation, from the bytes of
-// the file: no record is decoded for JSON or NDJSON.
-//
-// A JSON or NDJSON page of up to respond.InlineMax bytes is read with one
-// read into a pooled buffer before the handler returns (the generation is
-// released at once) and leaves with its headers in one write system call
-// (the connection holds the headers back: respond.Conn). A larger one
-// streams (see stream): an NDJSON page by sendfile, a JSON page of up to
-// respond.BigMax produced whole and offered to the socket with its headers
-// in one write, the rest (and CSV, and gzip) through one ChunkSize buffer.
-//
-// The index entries of a page of up to pagereader.SpanMax records are read
-// at once, and the JSON join turns exactly the line ends they give into
-// commas: the record bytes are read once and never scanned.
+// How a page leaves, by size: up to oneWrite it is copied into the
+// response, and fasthttp writes it and its headers in one write (its
+// write buffer is writeBuffer). A larger one follows its headers: NDJSON
+// without gzip from the file to the socket by sendfile, a body of up to
+// wholeMax records built whole and written from its pooled buffer, any
+// other streamed ChunkSize of records at a time.
+const (
+	writeBuffer = 16 << 10
+	oneWrite    = writeBuffer - 2<<10 // room for the headers
+	wholeMax    = 256 << 10
+)
+
+// page answers one page of records from one generation: the bytes of the
+// file, with no record decoded for JSON or NDJSON.
 func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) error {
 	lease, err := s.store.Acquire(name, p.Generation)
 	if err != nil {
 		return s.storeError(err, name, p.Generation)
 	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			lease.Release()
+		}
+	}
+	defer release()
+
 	h := &lease.Header
 	var returned uint64
 	if p.Offset < h.Count {
 		returned = min(uint64(p.Limit), h.Count-p.Offset)
 	}
 	next := p.Offset + returned
-	hasNext := next < h.Count
 	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding))
-
-	var tagBuf [etagLen]byte
-	tag := appendETag(tagBuf[:0], name, h, p.Offset, p.Limit, string(p.Format))
+	tag := appendETag(nil, name, h, p.Offset, p.Limit, string(p.Format))
 	hdr := &c.Response().Header
-	hdr.SetCanonical(headerVary, varyValue)
-	hdr.SetCanonical(headerCacheControl, noCacheValue)
-	var num [20]byte
-	hdr.SetCanonical(headerTotalCount, strconv.AppendUint(num[:0], h.Count, 10))
+	hdr.Set(fiber.HeaderVary, "Accept, Accept-Encoding")
+	hdr.Set(fiber.HeaderCacheControl, "private, no-cache")
+	hdr.Set("X-Total-Count", strconv.FormatUint(h.Count, 10))
 	if gz {
-		var gzBuf [etagLen + 3]byte
-		hdr.SetCanonical(headerETag, appendGzipTag(gzBuf[:0], tag))
+		hdr.SetBytesV(fiber.HeaderETag, appendGzipTag(nil, tag))
 	} else {
-		hdr.SetCanonical(headerETag, tag)
+		hdr.SetBytesV(fiber.HeaderETag, tag)
 	}
-	if hasNext {
-		var link [linkMax]byte
-		hdr.SetCanonical(headerLink, appendNextLink(link[:0], route, name, p, h.Generation, next))
+	if next < h.Count {
+		hdr.Set(fiber.HeaderLink, nextLink(route, name, p, h.Generation, next))
 	}
 	if etagMatch(c.Get(fiber.HeaderIfNoneMatch), tag) {
-		lease.Release()
 		c.Status(http.StatusNotModified)
 		return nil
 	}
-	var span pagereader.Span
-	if returned > 0 {
-		if err := lease.Span(p.Offset, returned, &span); err != nil {
-			lease.Release()
-			return s.storeError(fmt.Errorf("%w: %s: %w", pagereader.ErrUnavailable, name, err), name, p.Generation)
+
+	body := respond.Page{Src: lease, Records: int(returned), Format: respondFormat(p.Format), Fields: h.Fields, Gzip: gz}
+	switch {
+	case returned > 0 && returned <= schema.EndsMax && body.Format == respond.JSON:
+		ends := endsBufs.Get().(*[schema.EndsMax]int64)
+		defer endsBufs.Put(ends)
+		body.Ends = ends[:returned]
+		if body.Start, err = lease.Ends(p.Offset, body.Ends); err != nil {
+			return s.unreadable(name, h.Generation, err)
 		}
+		body.End = body.Ends[returned-1]
+	case returned > 0:
+		if body.Start, body.End, err = lease.Range(p.Offset, returned); err != nil {
+			return s.unreadable(name, h.Generation, err)
+		}
+	}
+	if body.Format == respond.JSON {
+		body.Head = respond.AppendEnvelopeHead(nil, respond.Envelope{
+			Dataset: name, Generation: h.Generation, Count: h.Count, Offset: p.Offset, Limit: p.Limit,
+			Returned: returned, NextOffset: next, HasNext: next < h.Count,
+		})
+		body.Tail = envelopeTail
 	}
 	hdr.SetContentType(p.Format.ContentType())
 	if p.Format == params.CSV {
 		hdr.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="%s-%d-%d.csv"`, name, h.Generation, p.Offset))
 	}
-
-	var head, tail []byte
-	var headBuf [envelopeHeadMax]byte
-	join := p.Format == params.JSON
-	if join {
-		head = respond.AppendEnvelopeHead(headBuf[:0], respond.Envelope{
-			Dataset: name, Generation: h.Generation, Count: h.Count, Offset: p.Offset, Limit: p.Limit,
-			Returned: returned, NextOffset: next, HasNext: hasNext,
-		})
-		tail = envelopeTail
+	if gz {
+		hdr.Set(fiber.HeaderContentEncoding, "gzip")
 	}
-
+	size := body.Size()
 	if c.Method() == fiber.MethodHead {
-		if p.Format != params.CSV && !gz {
-			hdr.SetContentLength(int(respond.Size(head, span.Start, span.End, join, tail)))
+		if size >= 0 {
+			hdr.SetContentLength(int(size))
 		}
-		lease.Release()
 		return nil
 	}
 
-	if !gz && p.Format != params.CSV && respond.Fits(head, span.Start, span.End, tail) {
-		body, err := respond.Buffer(head, lease.Data(), span.Start, span.End, span.Ends(), join, tail)
-		gen := h.Generation
-		lease.Release()
-		if err != nil {
-			s.log.Warn("answer not sent: the generation file could not be read", "dataset", name, "generation", gen, "err", err)
-			return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: time.Second,
-				Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
+	switch {
+	case size >= 0 && size <= oneWrite:
+		// Copied into the response: fasthttp writes it with its headers.
+		buf := wholeBodies.Get().(*wholeBody)
+		defer wholeBodies.Put(buf)
+		if buf.buf, err = body.Append(buf.buf[:0]); err != nil {
+			return s.unreadable(name, h.Generation, err)
 		}
-		// fasthttp writes it right after the handler and closes it (which
-		// gives the buffer back); observe records the metrics.
-		body.OnClose(s.inlineDone)
-		if hc, ok := c.Context().Conn().(*respond.Conn); ok {
-			body.Hold(hc) // the headers leave with the body, in one write
+		c.Response().SetBody(buf.buf)
+		return nil
+	case body.Format == respond.NDJSON && !gz:
+		conn := c.Context().Conn()
+		body.Direct = func(off, n int64) (int64, error) { return sendfile.Copy(conn, lease.File(), off, n) }
+	case body.End-body.Start <= wholeMax:
+		whole := wholeBodies.Get().(*wholeBody)
+		if whole.buf, err = body.Append(whole.buf[:0]); err != nil {
+			wholeBodies.Put(whole)
+			return s.unreadable(name, h.Generation, err)
 		}
-		c.Response().SetBodyStream(body, body.Len())
+		whole.Reset(whole.buf)
+		c.Response().SetBodyStream(whole, len(whole.buf))
 		return nil
 	}
 
-	s.stream(c, lease, route, p.Format, gz, head, &span, tail)
+	body.Ends = nil // in endsBufs again once the handler returns
+	// Streamed: the answer outlives the handler, and records its own
+	// metrics when it ends.
+	released = true // by the stream
+	c.Locals(streamingKey, true)
+	started := c.Context().Time()
+	stream := body.Stream(func(n int64, err error) {
+		s.streamDone(name, lease.Header.Generation, route, started, n, err)
+		lease.Release()
+	})
+	c.Response().SetBodyStream(stream, int(size))
 	return nil
 }
 
-// Response header names in the canonical form fasthttp stores them in (so
-// Del and Peek by any spelling find them), and constant values: setting them
-// with SetCanonical does no normalizing or copying of strings into bytes.
-var (
-	headerVary         = canonical(fiber.HeaderVary)
-	headerCacheControl = canonical(fiber.HeaderCacheControl)
-	headerTotalCount   = canonical("X-Total-Count")
-	headerETag         = canonical(fiber.HeaderETag)
-	headerLink         = canonical(fiber.HeaderLink)
-	varyValue          = []byte("Accept, Accept-Encoding")
-	noCacheValue       = []byte("private, no-cache")
-	envelopeTail       = []byte(respond.EnvelopeTail)
-)
+var envelopeTail = []byte(respond.EnvelopeTail)
 
-func canonical(name string) []byte { return fasthttp.AppendNormalizedHeaderKey(nil, name) }
+// endsBufs hold the record ends of a JSON page (respond.Page.Ends).
+var endsBufs = sync.Pool{New: func() any { return new([schema.EndsMax]int64) }}
 
-// envelopeHeadMax is room for a JSON envelope head without growing: its
-// numbers and a dataset name of up to 64 characters take under 250 bytes.
-const envelopeHeadMax = 256
+// wholeBody is a body built whole in the handler. fasthttp writes it
+// straight from its buffer (io.WriterTo) and closes it, which puts it back
+// in wholeBodies.
+type wholeBody struct {
+	bytes.Reader
+	buf []byte
+}
 
-// linkMax is room for a next-page Link without growing.
-const linkMax = 256
+func (b *wholeBody) Close() error {
+	b.Reset(nil)
+	wholeBodies.Put(b)
+	return nil
+}
 
-// inlineDoneFunc returns the function handed to every buffered answer
-// (made once, so handing it over allocates nothing): it runs when fasthttp
-// has written the answer (err nil) or given up on it (the client went away
-// or stalled).
-func (s *Server) inlineDoneFunc() func(int64, error) {
-	return func(_ int64, err error) {
-		if err != nil {
-			s.metrics.StreamErrors.Inc()
-			s.log.Debug("answer stopped early: the client went away or stalled", "err", err)
-		}
+var wholeBodies = sync.Pool{New: func() any { return new(wholeBody) }}
+
+func respondFormat(f params.Format) respond.Format {
+	switch f {
+	case params.NDJSON:
+		return respond.NDJSON
+	case params.CSV:
+		return respond.CSV
+	default:
+		return respond.JSON
 	}
 }
 
-// appendNextLink appends the Link header of the next page, pinned to the
-// generation this page came from so that a client following the links
-// reads one generation throughout (410 if it is pruned meanwhile).
-func appendNextLink(b []byte, route, name string, p params.Page, gen, next uint64) []byte {
-	b = append(b, '<')
+// unreadable is the answer to a page whose records could not be read.
+func (s *Server) unreadable(name string, gen uint64, err error) error {
+	s.log.Warn("answer not sent: the generation file could not be read", "dataset", name, "generation", gen, "err", err)
+	return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: time.Second,
+		Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
+}
+
+// streamDone ends a streamed answer: it logs why it stopped early, if it
+// did, and records its metrics.
+func (s *Server) streamDone(name string, gen uint64, route string, started time.Time, n int64, err error) {
+	if err != nil {
+		s.metrics.StreamErrors.Inc()
+		if respond.IsSourceError(err) {
+			s.log.Warn("answer stopped early: the generation file could not be read", "dataset", name, "generation", gen, "err", err)
+		} else {
+			s.log.Debug("answer stopped early: the client went away or stalled", "dataset", name, "err", err)
+		}
+	}
+	s.routeMetrics(route).Observe(http.StatusOK, n, time.Since(started))
+}
+
+// nextLink is the Link header of the next page, pinned to the generation
+// this page came from so that a client following the links reads one
+// generation throughout (410 if it is pruned meanwhile).
+func nextLink(route, name string, p params.Page, gen, next uint64) string {
+	path := "/fetch-data?dataset=" + name + "&"
 	if route == routeRecords {
-		b = append(b, "/datasets/"...)
-		b = append(b, name...)
-		b = append(b, "/records?"...)
-	} else {
-		b = append(b, "/fetch-data?dataset="...)
-		b = append(b, name...)
-		b = append(b, '&')
+		path = "/datasets/" + name + "/records?"
 	}
-	b = append(b, "limit="...)
-	b = strconv.AppendInt(b, int64(p.Limit), 10)
-	b = append(b, "&offset="...)
-	b = strconv.AppendUint(b, next, 10)
-	b = append(b, "&generation="...)
-	b = strconv.AppendUint(b, gen, 10)
+	link := fmt.Sprintf("<%slimit=%d&offset=%d&generation=%d", path, p.Limit, next, gen)
 	if p.FormatParam {
-		b = append(b, "&format="...)
-		b = append(b, p.Format...)
+		link += "&format=" + string(p.Format)
 	}
-	return append(b, `>; rel="next"`...)
+	return link + `>; rel="next"`
 }

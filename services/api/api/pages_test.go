@@ -13,15 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
-	"github.com/rowpipe/rowpipe/services/api/internal/respond"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // kiloRecords publishes dataset "kilo": 600 records of about 1 KB, so that
-// pages of 10, 100 and 500 records fall in each of the three ways a page
-// leaves the server: read whole in the handler (≤ respond.InlineMax),
-// produced whole and offered to the connection (≤ respond.BigMax, NDJSON by
-// sendfile), and streamed in chunks.
+// pages of 10, 100 and 500 records leave each way a JSON page can (see
+// oneWrite); NDJSON pages of 100 and 500 go by sendfile.
 func kiloRecords(h *harness) datadirtest.Gen {
 	return h.publish(datadirtest.Gen{Dataset: "kilo", Generation: 6, Rows: 600, Row: func(i int, vals []string) {
 		vals[0] = strconv.Itoa(i)
@@ -70,14 +67,14 @@ func TestPagesOfEverySizeAreTheFileBytes(t *testing.T) {
 			}
 		}
 	}
-	if n := len(wantPage(t, g, "json", 0, 10)); n > respond.InlineMax {
-		t.Fatalf("a page of 10 is %d bytes: not the inline case", n)
+	if n := len(wantPage(t, g, "json", 0, 10)); n > oneWrite {
+		t.Fatalf("a page of 10 is %d bytes: not written with its headers", n)
 	}
-	if n := len(wantPage(t, g, "json", 0, 100)); n <= respond.InlineMax || n > respond.BigMax {
-		t.Fatalf("a page of 100 is %d bytes: not the offered-whole case", n)
+	if n := len(wantPage(t, g, "json", 0, 100)); n <= oneWrite || n > wholeMax {
+		t.Fatalf("a page of 100 is %d bytes: not built whole", n)
 	}
-	if n := len(wantPage(t, g, "json", 0, 500)); n <= respond.BigMax {
-		t.Fatalf("a page of 500 is %d bytes: not the streamed case", n)
+	if n := len(wantPage(t, g, "json", 0, 500)); n <= wholeMax {
+		t.Fatalf("a page of 500 is %d bytes: not streamed", n)
 	}
 	waitFor(t, "every lease released", func() bool { return h.leases() == 0 })
 }

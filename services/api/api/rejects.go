@@ -21,12 +21,12 @@ func (s *Server) getRejects(c *fiber.Ctx) error {
 	if e := params.Dataset(name); e != nil {
 		return badParam(e)
 	}
-	p, e := params.ParsePage(query(c).Lookup, "", s.cfg.MaxLimit)
+	p, e := params.ParsePage(query(c), "", s.cfg.MaxLimit)
 	if e != nil {
 		return badParam(e)
 	}
 	if p.Format != params.JSON {
-		return respond.Errorf(http.StatusBadRequest, "invalid_parameter", "rejects are served as JSON only; drop the format parameter")
+		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter", Message: "rejects are served as JSON only; drop the format parameter"}
 	}
 	lease, err := s.store.Acquire(name, p.Generation)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // publishWithRejects writes a current generation of dataset "bad" whose

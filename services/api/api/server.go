@@ -8,9 +8,8 @@
 //	...
 //	err = srv.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //
-// The api only reads DATA_DIR. It picks up a new generation on the next
-// request (the writer marks the header each request re-reads before it
-// moves CURRENT on) and needs no restart.
+// The api only reads DATA_DIR. It picks up a new generation, or records
+// appended to the current one, on the next request, and needs no restart.
 package api
 
 import (
@@ -19,9 +18,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
@@ -34,10 +35,9 @@ import (
 	"github.com/rowpipe/rowpipe/services/api/internal/console"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
-	"github.com/rowpipe/rowpipe/services/api/internal/pagereader"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
 	"github.com/rowpipe/rowpipe/services/api/internal/ratelimit"
-	"github.com/rowpipe/rowpipe/services/api/internal/respond"
+	"github.com/rowpipe/rowpipe/services/api/internal/store"
 )
 
 // ErrNoKeys is returned by New when auth is on and no key is configured.
@@ -78,7 +78,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	app     *fiber.App
-	store   *pagereader.Store
+	store   *store.Store
 	keys    *auth.Keys // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
@@ -88,12 +88,11 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	openapi  []byte
 	console  *console.Console
-	// inlineDone is given to every buffered answer (inlineDoneFunc).
-	inlineDone func(int64, error)
 
-	lnMu     sync.Mutex
-	ln       net.Listener
-	stopping atomic.Bool
+	lnMu      sync.Mutex
+	ln        net.Listener
+	metricsLn net.Listener // on MetricsAddr, when set
+	stopping  atomic.Bool
 }
 
 // New checks cfg, loads the keys and builds the server; it does not listen
@@ -115,8 +114,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("api config: DATASET: %s", err.Message)
 	}
 	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln}
-	s.inlineDone = s.inlineDoneFunc()
-	s.store = pagereader.New(cfg.DataDir, s.log)
+	s.store = store.New(cfg.DataDir, s.log)
 
 	if cfg.Auth == AuthOn {
 		keys, err := auth.New(cfg.Keys, cfg.KeysFile, s.log)
@@ -210,14 +208,15 @@ func (s *Server) newApp() *fiber.App {
 			s.writeError(c, err)
 			return nil
 		},
-		BodyLimit:      requestBodyLimit,
-		Concurrency:    s.cfg.MaxConns,
-		ReadTimeout:    s.cfg.ReadTimeout,
-		WriteTimeout:   s.cfg.WriteTimeout,
-		IdleTimeout:    s.cfg.IdleTimeout,
-		ReadBufferSize: 8192,
-		CaseSensitive:  true,
-		Network:        "tcp",
+		BodyLimit:       requestBodyLimit,
+		Concurrency:     s.cfg.MaxConns,
+		ReadTimeout:     s.cfg.ReadTimeout,
+		WriteTimeout:    s.cfg.WriteTimeout,
+		IdleTimeout:     s.cfg.IdleTimeout,
+		ReadBufferSize:  8192,
+		WriteBufferSize: writeBuffer, // see oneWrite
+		CaseSensitive:   true,
+		Network:         "tcp",
 	})
 	// Outermost, in one middleware (each one more costs a route match and
 	// a call on every request): metrics and error answers, panics turned
@@ -244,7 +243,9 @@ func (s *Server) newApp() *fiber.App {
 	app.Get(routeRejects, s.authenticate, s.getRejects)
 	app.Get(routeHealthz, s.healthz)
 	app.Get(routeReadyz, s.readyz)
-	app.Get(routeMetrics, adaptor.HTTPHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
+	if s.cfg.MetricsAddr == "" {
+		app.Get(routeMetrics, adaptor.HTTPHandler(s.metricsHandler()))
+	}
 	app.Get(routeOpenAPI, s.openapiDoc)
 	s.console.Register(app)
 	return app
@@ -269,13 +270,42 @@ func (s *Server) Listen() (net.Addr, error) {
 		}
 		s.ln = ln
 	}
+	if s.cfg.MetricsAddr != "" && s.metricsLn == nil {
+		ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("api: listen on METRICS_ADDR %s: %w", s.cfg.MetricsAddr, err)
+		}
+		s.metricsLn = ln
+	}
 	return s.ln.Addr(), nil
 }
 
-// serveListener is what the app serves on: ln, whose connections can hold
-// a response's headers back to leave with its body (respond.Conn).
-func serveListener(ln net.Listener) net.Listener {
-	return respond.WrapListener(ln)
+// MetricsAddr is where /metrics is served when Config.MetricsAddr is set,
+// nil before Listen or Run (and without it).
+func (s *Server) MetricsAddr() net.Addr {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
+}
+
+// serveMetrics serves GET /metrics on ln until it is closed.
+func (s *Server) serveMetrics(ln net.Listener) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+routeMetrics, s.metricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("metrics server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	return srv
 }
 
 // Addr is the address the server listens on, nil before Listen or Run.
@@ -299,8 +329,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.lnMu.Lock()
-	ln := s.ln
+	ln, metricsLn := s.ln, s.metricsLn
 	s.lnMu.Unlock()
+	if metricsLn != nil {
+		defer s.serveMetrics(metricsLn).Close()
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if s.keys != nil {
@@ -310,7 +343,7 @@ func (s *Server) Run(ctx context.Context) error {
 		"auth", s.cfg.Auth, "keys", s.keyCount(), "max_limit", s.cfg.MaxLimit)
 
 	served := make(chan error, 1)
-	go func() { served <- s.app.Listener(serveListener(ln)) }()
+	go func() { served <- s.app.Listener(ln) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("api: serve: %w", err)

@@ -24,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // page is the envelope as a client decodes it.
@@ -700,7 +700,7 @@ func TestAFileShorterThanItsIndexCutsTheAnswerAndIsLogged(t *testing.T) {
 	cut("proto", 7, 5)
 	cut("big", big.Generation, 5)
 
-	// A page read whole before its headers go out (respond.InlineMax) is a
+	// A page read whole before its headers go out (see oneWrite) is a
 	// clean 503 that says to retry: nothing of the page was sent.
 	a := h.get("/fetch-data?dataset=proto&limit=25")
 	if a.status != http.StatusServiceUnavailable || !strings.Contains(string(a.body), `"code":"unavailable"`) || a.header.Get("Retry-After") == "" {

@@ -17,10 +17,13 @@ import (
 // Defaults (called by Validate) fills the zero values that have a default,
 // so a Config built by hand needs only Source.
 type Config struct {
-	// NATSURL and NATSCreds are used by main.go to connect; Run uses the
+	// NATSURL and the credentials (a NATS_CREDS file, or NATS_USER and
+	// NATS_PASSWORD) are used by main.go to connect; Run uses the
 	// connection it is given.
-	NATSURL   string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
-	NATSCreds string `envconfig:"NATS_CREDS"`
+	NATSURL      string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	NATSCreds    string `envconfig:"NATS_CREDS"`
+	NATSUser     string `envconfig:"NATS_USER"`
+	NATSPassword string `envconfig:"NATS_PASSWORD"`
 
 	// Stream is the JetStream stream of all syncs (default
 	// schema.DefaultStream), created or updated on start with

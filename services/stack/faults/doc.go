@@ -52,8 +52,8 @@
 //     held, more connections get 503 (fasthttp's plain-text answer) while
 //     the held ones are still served; closing some lets new ones in.
 //   - TestWriterOnAFullTmpfsRecoversWhenSpaceReturns (root only; skipped
-//     otherwise): bin/writer on a real 2 MiB tmpfs reports the full disk on
-//     /healthz, commits nothing, keeps a header that counts only whole
+//     otherwise): bin/writer on a real 2 MiB tmpfs reports the full disk in
+//     its /healthz body (staying alive: 200), commits nothing, keeps a header that counts only whole
 //     records, survives a kill -9 while full, and once the tmpfs is grown
 //     commits exactly the CSV, byte for byte a clean writer's.
 //   - FuzzAPIRequestParameters: fuzzed query strings, path dataset names

@@ -303,10 +303,8 @@ func TestConcurrentReadersWhileResyncsSwapGenerations(t *testing.T) {
 
 // TestACommittedSyncIsServedByTheNextRequest re-syncs the dataset while
 // the api serves it, and asks right after each commit: the first request
-// after `ingester --wait` returns must already answer the new generation.
-// Between commits the api takes the current generation without looking at
-// CURRENT (the header says superseded false); this holds only because the
-// writer marks that header before it moves CURRENT on.
+// after `ingester --wait` returns must already answer the new generation
+// (the api looks at CURRENT on every request).
 func TestACommittedSyncIsServedByTheNextRequest(t *testing.T) {
 	rng := seed(t)
 	s := startStack(t, nil)

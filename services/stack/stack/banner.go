@@ -9,12 +9,15 @@ import (
 // printBanner tells a person at a terminal what is running and how to try
 // it. The key is shown only when the stack made it (dev mode); a key the
 // operator configured is never printed.
-func printBanner(w io.Writer, addr net.Addr, devKey string, haveKeys bool, dataset, natsURL string) {
+func printBanner(w io.Writer, addr net.Addr, devKey string, haveKeys bool, dataset, natsURL string, natsAuth bool) {
 	base := "http://" + hostForURL(addr)
 	fmt.Fprintf(w, "\nrowpipe is running\n")
 	fmt.Fprintf(w, "  api        %s   (OpenAPI: %s/openapi.json)\n", base, base)
 	fmt.Fprintf(w, "  console    %s/   (open it in a browser; it asks for the key)\n", base)
-	if natsURL != "" {
+	switch {
+	case natsURL != "" && natsAuth:
+		fmt.Fprintf(w, "  nats       %s   (log in as ingester or admin: NATS_USER, and NATS_PASSWORD from NATS_INGESTER_PASSWORD or NATS_ADMIN_PASSWORD)\n", natsURL)
+	case natsURL != "":
 		fmt.Fprintf(w, "  nats       %s   (bin/ingester and the nats CLI connect here)\n", natsURL)
 	}
 	switch {

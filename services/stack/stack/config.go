@@ -19,6 +19,17 @@ type Config struct {
 	// NATSListen is where the embedded NATS serves clients such as
 	// bin/ingester and the nats CLI; "off" keeps it in-process only.
 	NATSListen string `envconfig:"NATS_LISTEN" default:"127.0.0.1:4222"`
+	// NATSAuth is "" (authentication when a password is set, and required
+	// when NATS_LISTEN is not loopback), "on" (always) or "off" (never,
+	// with a warning: the only way to serve NATS beyond loopback without
+	// credentials).
+	NATSAuth string `envconfig:"NATS_AUTH"`
+	// The passwords of the NATS users external clients log in as (package
+	// natsauth: what each may do). A role without one gets a random
+	// password that only the stack's in-process clients know.
+	NATSIngesterPassword string `envconfig:"NATS_INGESTER_PASSWORD"`
+	NATSWriterPassword   string `envconfig:"NATS_WRITER_PASSWORD"`
+	NATSAdminPassword    string `envconfig:"NATS_ADMIN_PASSWORD"`
 	// NATSMaxStore bounds JetStream's file store; 0 sizes it from
 	// STREAM_MAX_BYTES plus room for the state bucket.
 	NATSMaxStore int64 `envconfig:"NATS_MAX_STORE"`
@@ -79,4 +90,12 @@ func (c Config) storeLimit() int64 {
 		streamMax = schema.DefaultStreamMaxBytes
 	}
 	return streamMax + 256<<20
+}
+
+// stream is the rows stream's name (STREAM).
+func (c Config) stream() string {
+	if c.Writer.Stream != "" {
+		return c.Writer.Stream
+	}
+	return schema.DefaultStream
 }

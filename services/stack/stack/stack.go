@@ -1,6 +1,6 @@
 // Package stack runs the whole rowpipe pipeline in one process for one small
 // machine: an embedded nats-server with JetStream (store under
-// DATA_DIR/nats), the writer and the api, and optionally the ingester.
+// DATA_DIR/.nats), the writer and the api, and optionally the ingester.
 // main.go is its wiring; tests drive Run the same way.
 package stack
 
@@ -11,18 +11,20 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/rowpipe/rowpipe/pkg/svc"
 	"github.com/rowpipe/rowpipe/services/api/api"
 	"github.com/rowpipe/rowpipe/services/ingester/ingester"
 	"github.com/rowpipe/rowpipe/services/stack/internal/broker"
 	"github.com/rowpipe/rowpipe/services/stack/internal/devkey"
+	"github.com/rowpipe/rowpipe/services/stack/natsauth"
 	"github.com/rowpipe/rowpipe/services/writer/writer"
 )
 
@@ -38,6 +40,7 @@ type Stack struct {
 	broker *broker.Server
 	api    *api.Server
 	writer *writer.Writer
+	auth   natsAuth
 
 	done chan struct{}
 	err  error
@@ -77,8 +80,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stdout, stderr io.
 		return nil, err
 	}
 
+	auth, err := cfg.natsAuth()
+	if err != nil {
+		return nil, err
+	}
+	if auth.warning != "" {
+		log.Warn(auth.warning)
+	}
+	storeDir, err := natsStoreDir(dataDir, log)
+	if err != nil {
+		return nil, err
+	}
 	b, err := broker.Start(broker.Config{
-		StoreDir:        filepath.Join(dataDir, "nats"),
+		StoreDir:        storeDir,
+		Users:           natsauth.Users(auth.passwords, cfg.stream()),
 		Listen:          cfg.NATSListen,
 		MaxMemory:       cfg.NATSMaxMemory,
 		MaxStore:        cfg.storeLimit(),
@@ -88,13 +103,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stdout, stderr io.
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{cfg: cfg, log: log, broker: b, api: apiSrv, done: make(chan struct{})}
+	s := &Stack{cfg: cfg, log: log, broker: b, api: apiSrv, auth: auth, done: make(chan struct{})}
 	fail := func(err error) (*Stack, error) {
 		s.broker.Shutdown(context.Background())
 		return nil, err
 	}
 
-	wnc, err := b.Connect("rowpipe-writer")
+	wnc, err := s.connect("rowpipe-writer", natsauth.Writer)
 	if err != nil {
 		return fail(err)
 	}
@@ -129,7 +144,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stdout, stderr io.
 
 	log.Info("rowpipe stack ready", "api", "http://"+hostForURL(addr), "nats", orOff(b.ClientURL()), "data_dir", dataDir)
 	if cfg.Dev {
-		printBanner(stdout, addr, devKey, len(cfg.API.Keys) > 0 || cfg.API.KeysFile != "", cfg.API.Dataset, b.ClientURL())
+		printBanner(stdout, addr, devKey, len(cfg.API.Keys) > 0 || cfg.API.KeysFile != "", cfg.API.Dataset, b.ClientURL(), auth.passwords != nil)
 	}
 	if cfg.Ingest != "" {
 		wg.Add(1)
@@ -158,7 +173,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stdout, stderr io.
 // ingest runs the ingester in-process over its own in-process connection.
 // A failed ingest is logged, not fatal: the stack keeps serving what it has.
 func (s *Stack) ingest(ctx context.Context, stdout, stderr io.Writer) {
-	nc, err := s.broker.Connect("rowpipe-ingester")
+	nc, err := s.connect("rowpipe-ingester", natsauth.Ingester)
 	if err != nil {
 		s.log.Error("ingest: no connection", "err", err)
 		return
@@ -172,6 +187,16 @@ func (s *Stack) ingest(ctx context.Context, stdout, stderr io.Writer) {
 	if _, err := ingester.Run(ctx, cfg, nc, s.log.With("component", "ingester"), stdout, stderr); err != nil && ctx.Err() == nil {
 		s.log.Error("ingest failed; the api keeps serving the data it has", "source", cfg.Source, "err", err)
 	}
+}
+
+// connect opens an in-process connection as role when authentication is
+// on: the stack's own writer and ingester have no more rights than
+// external ones.
+func (s *Stack) connect(name string, role natsauth.Role) (*nats.Conn, error) {
+	if s.auth.passwords == nil {
+		return s.broker.Connect(name)
+	}
+	return s.broker.Connect(name, nats.UserInfo(string(role), s.auth.passwords[role]), nats.CustomInboxPrefix(svc.InboxPrefix(string(role))))
 }
 
 // APIAddr is where the api listens.

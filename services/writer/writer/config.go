@@ -14,10 +14,13 @@ import (
 // fills the fields left at their zero value from it, so an embedder sets
 // only what it needs (Config{DataDir: dir}).
 type Config struct {
-	// NATSURL and NATSCreds are used by the writer's main only: New takes
-	// a connection.
-	NATSURL   string `envconfig:"NATS_URL"`
-	NATSCreds string `envconfig:"NATS_CREDS"`
+	// NATSURL and the credentials (a NATS_CREDS file, or NATS_USER and
+	// NATS_PASSWORD) are used by the writer's main only: New takes a
+	// connection.
+	NATSURL      string `envconfig:"NATS_URL"`
+	NATSCreds    string `envconfig:"NATS_CREDS"`
+	NATSUser     string `envconfig:"NATS_USER"`
+	NATSPassword string `envconfig:"NATS_PASSWORD"`
 
 	// Stream is the rows stream (default ROWS); the dataset states go to
 	// the key-value bucket <Stream>_STATE.

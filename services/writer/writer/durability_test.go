@@ -140,50 +140,6 @@ func TestRebuildIsByteIdentical(t *testing.T) {
 	})
 }
 
-// The superseded mark (pkg/schema/docs/header.md): a generation is
-// created unmarked (false), is marked before CURRENT moves on to the next,
-// and the one CURRENT names is marked before --rebuild removes it.
-func TestGenerationsAreMarkedSupersededBeforeCURRENTMovesOn(t *testing.T) {
-	e := newEnv(t)
-	dir := t.TempDir()
-	w := e.startWriter(dir)
-	var gens []uint64
-	var last uint64
-	for range 2 {
-		s := e.sync("products", schema.ModeReplace)
-		g := s.begin()
-		gens = append(gens, g)
-		s.rows(1, 4)
-		last = s.end(4, 0)
-		w.waitApplied(last)
-		if h := readGen(t, dir, "products", g).hdr; !h.Unmoved() {
-			t.Fatalf("generation %d, just made current: superseded %v, want false", g, h.Superseded)
-		}
-	}
-	if h := readGen(t, dir, "products", gens[0]).hdr; h.Superseded == nil || !*h.Superseded {
-		t.Fatalf("generation %d, no longer current: superseded %v, want true", gens[0], h.Superseded)
-	}
-	if err := w.close(); err != nil {
-		t.Fatal(err)
-	}
-
-	// The file of the current generation, as a reader holds it open.
-	held, err := os.Open(filepath.Join(dir, "products", schema.DataFile(gens[1])))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	w2 := e.startWriter(dir, func(c *Config, _ *[]Option) { c.Rebuild = true })
-	w2.waitApplied(last)
-	h, err := schema.ReadHeader(held)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.Superseded == nil || !*h.Superseded {
-		t.Fatalf("the current generation's file after --rebuild removed it: superseded %v, want true", h.Superseded)
-	}
-}
-
 func TestRestartMidSyncResumesExactly(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()

@@ -79,6 +79,8 @@ type Writer struct {
 	applied  atomic.Uint64
 	running  atomic.Bool
 	started  atomic.Bool
+	caughtUp atomic.Bool
+	target   uint64 // the stream's last sequence when Run started consuming
 
 	healthMu  sync.Mutex
 	healthErr error
@@ -104,6 +106,7 @@ func New(cfg Config, nc *nats.Conn, opts ...Option) (*Writer, error) {
 		o(w)
 	}
 	w.m = metrics.New(w.reg)
+	w.registerStatusMetrics()
 	w.hostileLog = rateLimit{per: time.Second, max: 20}
 	return w, nil
 }
@@ -142,10 +145,9 @@ func (w *Writer) setHealth(err error) {
 }
 
 // Lock takes the DATA_DIR lock now, so that a second writer fails with a
-// clear message before it does anything else (main calls it before it
-// serves metrics). The error wraps ErrLocked if another writer holds it.
-// Run takes the lock itself when Lock was not called, and releases it
-// when it returns.
+// clear message before it consumes anything (main calls it before Run).
+// The error wraps ErrLocked if another writer holds it. Run takes the
+// lock itself when Lock was not called, and releases it when it returns.
 func (w *Writer) Lock() error {
 	if w.lock != nil {
 		return nil
@@ -183,6 +185,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.lock = nil
 	}()
 	defer w.closeDatasets()
+	w.reportStatus(false, 0, 0) // until caught up, the api is not ready
 
 	if w.cfg.Rebuild {
 		if err := w.wipe(); err != nil {
@@ -196,6 +199,10 @@ func (w *Writer) Run(ctx context.Context) error {
 	start, err := w.startSeq(info)
 	if err != nil {
 		return err
+	}
+	w.target = info.State.LastSeq
+	if start > w.target || info.State.Msgs == 0 {
+		w.reportStatus(true, w.target, start-1) // nothing to apply
 	}
 	if err := w.openDatasets(ctx); err != nil {
 		return err
@@ -261,6 +268,9 @@ func (w *Writer) loop(ctx context.Context, cons *consume.Consumer, created time.
 		w.m.Applied.Set(float64(last.Seq))
 		w.m.Lag.Set(float64(last.Pending))
 		w.m.Batch.Observe(float64(len(batch)))
+		if !w.caughtUp.Load() && (last.Seq >= w.target || last.Pending == 0) {
+			w.reportStatus(true, w.target, last.Seq)
+		}
 		if time.Since(lastSave) >= w.cfg.CheckpointInterval {
 			save()
 		}
@@ -483,8 +493,8 @@ func (w *Writer) openDatasets(ctx context.Context) error {
 	return nil
 }
 
-// holdsDataset tells a dataset folder from another folder of DATA_DIR (the
-// stack keeps its NATS store in DATA_DIR/nats): the writer has a record of
+// holdsDataset tells a dataset folder from another folder of DATA_DIR (an
+// earlier stack kept its NATS store in DATA_DIR/nats): the writer has a record of
 // it, or it holds a generation file or CURRENT. A dataset named like such a
 // folder is opened when its first message arrives.
 func (w *Writer) holdsDataset(name string) bool {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 func TestFindReportsTheGenerationBeingBuilt(t *testing.T) {

@@ -112,8 +112,11 @@ func Document(o Options) ([]byte, error) {
 	paths := obj{
 		"/fetch-data": getHead(op("fetchData", "/fetch-data: a page of records (or, with metadata_only=true, the metadata)", fetchParams,
 			with(dataErrors, obj{"200": with(pageOK, obj{"content": with(pageOK["content"].(obj), obj{"application/json": obj{"schema": obj{"oneOf": []any{ref("Page"), ref("Metadata")}}}})})}), true)),
-		"/datasets": getHead(op("listDatasets", "/datasets: every dataset with its metadata", nil,
-			obj{"200": jsonResp("Every dataset that has a complete generation.", "DatasetList"), "401": errResp("No API key, or a wrong one."), "429": dataErrors["429"]}, true)),
+		"/datasets": getHead(op("listDatasets", "/datasets: the datasets with their metadata, a page at a time", []any{
+			param("limit", "query", "Datasets per page, 1..1000; default 100.", obj{"type": "integer", "minimum": 1, "maximum": 1000}, false),
+			param("offset", "query", "Datasets to skip, in name order; default 0.", obj{"type": "integer", "minimum": 0}, false),
+		}, obj{"200": jsonResp("The datasets that have a complete generation, sorted by name; next_offset (and a Link header) names the next page, null on the last.", "DatasetList"),
+			"400": dataErrors["400"], "401": errResp("No API key, or a wrong one."), "429": dataErrors["429"]}, true)),
 		"/datasets/{name}": getHead(op("getDataset", "/datasets/{name}: the metadata of one dataset", []any{pathName, pageParams[2]},
 			with(dataErrors, obj{"200": jsonResp("The generation's metadata.", "Metadata")}), true)),
 		"/datasets/{name}/records": getHead(op("getRecords", "/datasets/{name}/records: a page of records", append([]any{pathName}, pageParams...),
@@ -126,8 +129,8 @@ func Document(o Options) ([]byte, error) {
 			obj{"200": obj{"description": "The file (JavaScript, CSS or SVG)."}, "304": obj{"description": "Not modified (If-None-Match matched the ETag)."}, "404": errResp("No such file.")}, false)),
 		"/healthz": getHead(op("healthz", "/healthz: the process is alive", nil,
 			obj{"200": jsonResp("Alive.", "Status")}, false)),
-		"/readyz": getHead(op("readyz", "/readyz: DATA_DIR is usable", nil,
-			obj{"200": jsonResp("Ready (also with no dataset yet).", "Status"), "503": errResp("Not ready; the message says why.")}, false)),
+		"/readyz": getHead(op("readyz", "/readyz: the writer beside this api has caught up with the stream", nil,
+			obj{"200": jsonResp("Ready: every dataset the stream held when the writer started is served (NATS itself is not asked).", "Status"), "503": errResp("Not ready (no writer yet, the writer catching up, shutting down); the message says why.")}, false)),
 		"/metrics": getHead(op("metrics", "/metrics: Prometheus metrics", nil,
 			obj{"200": plain("Prometheus text format.")}, false)),
 		"/openapi.json": getHead(op("openapi", "/openapi.json: this document", nil,
@@ -179,9 +182,11 @@ func Document(o Options) ([]byte, error) {
 				"updated_at": obj{"type": "string", "format": "date-time"},
 			},
 		},
-		"DatasetList": obj{"type": "object", "required": []string{"datasets"}, "properties": obj{"datasets": obj{"type": "array", "items": obj{"allOf": []any{ref("Metadata"), obj{
-			"type": "object", "properties": obj{"building": ref("Building")},
-		}}}}}},
+		"DatasetList": obj{"type": "object", "required": []string{"datasets", "offset", "limit", "next_offset"}, "properties": obj{
+			"datasets": obj{"type": "array", "items": obj{"allOf": []any{ref("Metadata"), obj{
+				"type": "object", "properties": obj{"building": ref("Building")},
+			}}}}, "offset": obj{"type": "integer"}, "limit": obj{"type": "integer"},
+			"next_offset": obj{"type": []string{"integer", "null"}}}},
 		"Building": obj{
 			"type":        "object",
 			"description": "The sync in progress, as its files show it: a replace generation newer than the current one, still building. Absent when there is none.",

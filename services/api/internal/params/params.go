@@ -67,20 +67,10 @@ type Page struct {
 // application/ndjson) selects NDJSON and text/csv selects CSV when format
 // is not given. maxLimit is MAX_LIMIT.
 func ParsePage(q Query, accept string, maxLimit int) (Page, *Error) {
-	p := Page{Limit: min(DefaultLimit, maxLimit), Format: JSON}
-	if v, ok := q("limit"); ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 || n > int64(maxLimit) {
-			return p, errorf("limit", "limit must be an integer between 1 and %d (got %s); omit it for %d", maxLimit, quote(v), p.Limit)
-		}
-		p.Limit = int(n)
-	}
-	if v, ok := q("offset"); ok {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || n > MaxOffset {
-			return p, errorf("offset", "offset must be an integer of at least 0 (got %s): the number of records to skip", quote(v))
-		}
-		p.Offset = n
+	p := Page{Format: JSON}
+	var e *Error
+	if p.Limit, p.Offset, e = limitOffset(q, min(DefaultLimit, maxLimit), maxLimit, "records"); e != nil {
+		return p, e
 	}
 	if v, ok := q("generation"); ok {
 		g, err := ParseGeneration(v)
@@ -107,6 +97,45 @@ func ParsePage(q Query, accept string, maxLimit int) (Page, *Error) {
 		p.MetadataOnly = b
 	}
 	return p, nil
+}
+
+// limitOffset reads limit (1..maxLimit, def when absent) and offset (the
+// number of what to skip).
+func limitOffset(q Query, def, maxLimit int, what string) (int, uint64, *Error) {
+	limit, offset := def, uint64(0)
+	if v, ok := q("limit"); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > int64(maxLimit) {
+			return 0, 0, errorf("limit", "limit must be an integer between 1 and %d (got %s); omit it for %d", maxLimit, quote(v), def)
+		}
+		limit = int(n)
+	}
+	if v, ok := q("offset"); ok {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > MaxOffset {
+			return 0, 0, errorf("offset", "offset must be an integer of at least 0 (got %s): the number of %s to skip", quote(v), what)
+		}
+		offset = n
+	}
+	return limit, offset, nil
+}
+
+// DefaultListLimit and MaxListLimit bound a page of GET /datasets.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// List is what GET /datasets asks for.
+type List struct {
+	Limit, Offset int
+}
+
+// ParseList reads limit (1..MaxListLimit, default DefaultListLimit) and
+// offset of a list of datasets.
+func ParseList(q Query) (List, *Error) {
+	limit, offset, e := limitOffset(q, DefaultListLimit, MaxListLimit, "datasets")
+	return List{Limit: limit, Offset: int(min(offset, math.MaxInt32))}, e
 }
 
 // ParseGeneration reads a generation number: a positive integer.

@@ -51,111 +51,186 @@ func TestAppendEnvelopeHeadIsTheContractsOrder(t *testing.T) {
 	}
 }
 
-func TestBodyJoinsLinesIntoAJSONArray(t *testing.T) {
-	fields := []string{"id", "name", "note"}
-	file := append([]byte("HEADER\n"), records(t, fields, tricky)...)
-	start := int64(len("HEADER\n"))
-	head := []byte(`{"data":[`)
-	for _, tc := range []struct {
-		name string
-		read func(b *Body) ([]byte, error)
-	}{
-		{"WriteTo", func(b *Body) ([]byte, error) { var w bytes.Buffer; _, err := b.WriteTo(&w); return w.Bytes(), err }},
-		{"Read one byte at a time", func(b *Body) ([]byte, error) { return io.ReadAll(iotest.OneByteReader(b)) }},
-		{"Read 7 bytes at a time", func(b *Body) ([]byte, error) {
-			var out []byte
-			p := make([]byte, 7)
-			for {
-				n, err := b.Read(p)
-				out = append(out, p[:n]...)
-				if err == io.EOF {
-					return out, nil
-				}
-				if err != nil {
-					return out, err
-				}
+// ways are the ways a page body is produced: whole, or streamed and read
+// by the server in any size of reads.
+var ways = []struct {
+	name string
+	read func(p *Page) ([]byte, error)
+}{
+	{"Append", func(p *Page) ([]byte, error) { return p.Append([]byte("prefix:")) }},
+	{"Stream.WriteTo", func(p *Page) ([]byte, error) {
+		s := p.Stream(nil)
+		defer s.Close()
+		w := bytes.NewBufferString("prefix:")
+		_, err := s.WriteTo(w)
+		return w.Bytes(), err
+	}},
+	{"Stream.Read one byte at a time", func(p *Page) ([]byte, error) {
+		s := p.Stream(nil)
+		defer s.Close()
+		b, err := io.ReadAll(iotest.OneByteReader(s))
+		return append([]byte("prefix:"), b...), err
+	}},
+	{"Stream.Read 7 bytes at a time", func(p *Page) ([]byte, error) {
+		s := p.Stream(nil)
+		defer s.Close()
+		out := []byte("prefix:")
+		b := make([]byte, 7)
+		for {
+			n, err := s.Read(b)
+			out = append(out, b[:n]...)
+			if err == io.EOF {
+				return out, nil
 			}
-		}},
-	} {
-		for _, known := range []bool{false, true} {
-			t.Run(tc.name+map[bool]string{false: ", scanned", true: ", at known line ends"}[known], func(t *testing.T) {
-				var done []int64
-				b := NewBody(head, bytes.NewReader(file), start, int64(len(file)), true, []byte(EnvelopeTail), func(n int64, err error) {
-					if err != nil {
-						t.Errorf("done with %v", err)
-					}
-					done = append(done, n)
-				})
-				if known {
-					b.SetEnds(lineEndsOf(file[start:], start))
-				}
-				size := b.Size()
-				got, err := tc.read(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b.Close()
-				b.Close()
-				if int64(len(got)) != size || len(done) != 1 || done[0] != size {
-					t.Fatalf("%d bytes, Size %d, done %v", len(got), size, done)
-				}
-				var v struct {
-					Data []map[string]string `json:"data"`
-				}
-				if err := json.Unmarshal(got, &v); err != nil {
-					t.Fatalf("not JSON: %v\n%s", err, got)
-				}
-				for i, r := range tricky {
-					if m := v.Data[i]; m["id"] != r[0] || m["name"] != r[1] || m["note"] != r[2] {
-						t.Errorf("record %d: %q, want %q", i, m, r)
-					}
-				}
-			})
+			if err != nil {
+				return out, err
+			}
+		}
+	}},
+}
+
+// produce returns p's body made every way, checking that they agree.
+func produce(t *testing.T, p Page) []byte {
+	t.Helper()
+	var first []byte
+	for _, way := range ways {
+		got, err := way.read(&p)
+		if err != nil {
+			t.Fatalf("%s: %v", way.name, err)
+		}
+		if !bytes.HasPrefix(got, []byte("prefix:")) {
+			t.Fatalf("%s: the bytes before the body were lost", way.name)
+		}
+		got = got[len("prefix:"):]
+		if n := p.Size(); n >= 0 && int64(len(got)) != n {
+			t.Fatalf("%s: %d bytes, Size %d", way.name, len(got), n)
+		}
+		if first == nil {
+			first = got
+		} else if !bytes.Equal(got, first) {
+			t.Fatalf("%s: %q, Append gave %q", way.name, got, first)
+		}
+	}
+	return first
+}
+
+// bigTricky is tricky repeated past a few ChunkSize, so that streams cut
+// records between chunks.
+func bigTricky() [][]string {
+	var rows [][]string
+	for len(rows) < 3*ChunkSize/40 {
+		rows = append(rows, tricky...)
+	}
+	return rows
+}
+
+func TestJSONJoinsLinesIntoAnArray(t *testing.T) {
+	fields := []string{"id", "name", "note"}
+	for _, rows := range [][][]string{tricky, bigTricky()} {
+		file := append([]byte("HEADER\n"), records(t, fields, rows)...)
+		p := Page{Head: []byte(`{"data":[`), Tail: []byte(EnvelopeTail), Src: bytes.NewReader(file),
+			Start: int64(len("HEADER\n")), End: int64(len(file)), Records: len(rows), Format: JSON}
+		got := produce(t, p)
+		var v struct {
+			Data []map[string]string `json:"data"`
+		}
+		if err := json.Unmarshal(got, &v); err != nil {
+			t.Fatalf("not JSON: %v\n%.300s", err, got)
+		}
+		if len(v.Data) != len(rows) {
+			t.Fatalf("%d records, want %d", len(v.Data), len(rows))
+		}
+		for i, r := range rows {
+			if m := v.Data[i]; m["id"] != r[0] || m["name"] != r[1] || m["note"] != r[2] {
+				t.Fatalf("record %d: %q, want %q", i, m, r)
+			}
 		}
 	}
 }
 
-func TestBodyNDJSONIsTheBytesUnchanged(t *testing.T) {
-	file := records(t, []string{"a"}, [][]string{{"1"}, {"2"}, {"3"}})
-	b := NewBody(nil, bytes.NewReader(file), 0, int64(len(file)), false, nil, nil)
-	got, err := io.ReadAll(b)
-	if err != nil || !bytes.Equal(got, file) || b.Size() != int64(len(file)) {
-		t.Fatalf("%q %v", got, err)
+// lineEnds are the offsets just past each '\n' of file[start:].
+func lineEnds(file []byte, start int64) []int64 {
+	var ends []int64
+	for i := start; i < int64(len(file)); i++ {
+		if file[i] == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	return ends
+}
+
+// With the index's line ends, the join rewrites exactly those bytes: the
+// same page; ends that are not line ends are refused.
+func TestJSONAtKnownLineEnds(t *testing.T) {
+	file := append([]byte("HEADER\n"), records(t, []string{"id", "name", "note"}, tricky)...)
+	start := int64(len("HEADER\n"))
+	p := Page{Head: []byte(`{"data":[`), Tail: []byte(EnvelopeTail), Src: bytes.NewReader(file),
+		Start: start, End: int64(len(file)), Records: len(tricky), Format: JSON}
+	want, err := p.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Ends = lineEnds(file, start)
+	if got, err := p.Append(nil); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("at known ends: %v\n%s\nwant\n%s", err, got, want)
+	}
+	p.Ends[1]-- // not a line end
+	if _, err := p.Append(nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("an end that is not a newline: %v", err)
 	}
 }
 
-func TestBodyEmptyRangeIsAnEmptyArray(t *testing.T) {
-	b := NewBody([]byte(`{"data":[`), bytes.NewReader(nil), 0, 0, true, []byte(EnvelopeTail), nil)
-	got, _ := io.ReadAll(b)
-	if string(got) != `{"data":[]}` || b.Size() != int64(len(got)) {
-		t.Fatalf("%q size %d", got, b.Size())
+func TestNDJSONIsTheBytesUnchanged(t *testing.T) {
+	for _, rows := range [][][]string{tricky, bigTricky()} {
+		file := records(t, []string{"id", "name", "note"}, rows)
+		p := Page{Src: bytes.NewReader(file), End: int64(len(file)), Records: len(rows), Format: NDJSON}
+		if got := produce(t, p); !bytes.Equal(got, file) {
+			t.Fatalf("%d bytes, want the %d of the file", len(got), len(file))
+		}
 	}
 }
 
-func TestBodyRefusesARangeThatDoesNotEndALine(t *testing.T) {
-	file := []byte(`{"a":"1"}` + "\n" + `{"a":"2"}`)
-	var doneErr error
-	b := NewBody(nil, bytes.NewReader(file), 0, int64(len(file)), true, nil, func(_ int64, err error) { doneErr = err })
-	if _, err := b.WriteTo(io.Discard); !errors.Is(err, ErrCorrupt) || !IsSourceError(err) {
-		t.Fatalf("WriteTo: %v, want a SourceError wrapping ErrCorrupt", err)
-	}
-	b.Close()
-	if !errors.Is(doneErr, ErrCorrupt) {
-		t.Fatalf("done got %v", doneErr)
-	}
-	// A file shorter than the index says.
-	b = NewBody(nil, bytes.NewReader(file[:5]), 0, int64(len(file)), false, nil, nil)
-	if _, err := b.WriteTo(io.Discard); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("short file: %v", err)
+func TestEmptyRangeIsAnEmptyArray(t *testing.T) {
+	p := Page{Head: []byte(`{"data":[`), Tail: []byte(EnvelopeTail), Src: bytes.NewReader(nil), Format: JSON}
+	if got := produce(t, p); string(got) != `{"data":[]}` {
+		t.Fatalf("%q", got)
 	}
 }
 
-func TestBodyClosedEarlyReportsIt(t *testing.T) {
+// A range whose bytes do not hold the lines the index says, or that a
+// short file cuts, is a SourceError, whichever way the body is produced.
+func TestRangesThatAreNotTheIndexsRecordsAreRefused(t *testing.T) {
+	file := []byte(`{"a":"1"}` + "\n" + `{"a":"2"}` + "\n")
+	for _, tc := range []struct {
+		name string
+		p    Page
+		want error
+	}{
+		{"not ending a line", Page{Src: bytes.NewReader(file), End: int64(len(file)) - 1, Records: 2}, ErrCorrupt},
+		{"fewer lines than records", Page{Src: bytes.NewReader(file), End: int64(len(file)), Records: 3}, ErrCorrupt},
+		{"more lines than records", Page{Src: bytes.NewReader(file), End: int64(len(file)), Records: 1}, ErrCorrupt},
+		{"a short file", Page{Src: bytes.NewReader(file[:5]), End: int64(len(file)), Records: 2}, io.ErrUnexpectedEOF},
+	} {
+		for _, f := range []Format{JSON, NDJSON, CSV} {
+			for _, way := range ways {
+				p := tc.p
+				p.Format, p.Fields = f, []string{"a"}
+				if _, err := way.read(&p); !errors.Is(err, tc.want) || !IsSourceError(err) {
+					t.Errorf("%s, format %d, %s: %v, want a SourceError wrapping %v", tc.name, f, way.name, err, tc.want)
+				}
+			}
+		}
+	}
+}
+
+func TestStreamClosedEarlyReportsIt(t *testing.T) {
 	file := records(t, []string{"a"}, [][]string{{"1"}, {"2"}})
 	var doneErr error
-	b := NewBody(nil, bytes.NewReader(file), 0, int64(len(file)), false, nil, func(_ int64, err error) { doneErr = err })
-	b.Read(make([]byte, 3))
-	b.Close()
+	p := Page{Src: bytes.NewReader(file), End: int64(len(file)), Records: 2, Format: NDJSON}
+	s := p.Stream(func(_ int64, err error) { doneErr = err })
+	s.Read(make([]byte, 3))
+	s.Close()
+	s.Close()
 	if !errors.Is(doneErr, io.ErrUnexpectedEOF) {
 		t.Fatalf("closed after 3 bytes: %v", doneErr)
 	}
@@ -171,111 +246,65 @@ func (f *failWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestBodyStopsAtTheFirstWriteError(t *testing.T) {
+func TestStreamStopsAtTheFirstWriteError(t *testing.T) {
 	big := records(t, []string{"a"}, [][]string{{strings.Repeat("x", 3*ChunkSize)}})
-	var doneErr error
-	b := NewBody([]byte("["), bytes.NewReader(big), 0, int64(len(big)), true, []byte("]"), func(_ int64, err error) { doneErr = err })
-	if _, err := b.WriteTo(&failWriter{after: 2}); err == nil || IsSourceError(err) {
+	var done []error
+	p := Page{Head: []byte("["), Tail: []byte("]"), Src: bytes.NewReader(big), End: int64(len(big)), Records: 1, Format: JSON}
+	s := p.Stream(func(_ int64, err error) { done = append(done, err) })
+	if _, err := s.WriteTo(&failWriter{after: 2}); err == nil || IsSourceError(err) {
 		t.Fatalf("a failed write: %v, want a client-side error", err)
 	}
-	b.Close()
-	if doneErr == nil {
-		t.Fatal("done saw no error")
+	s.Close()
+	if len(done) != 1 || done[0] == nil {
+		t.Fatalf("done saw %v", done)
 	}
 }
 
-func TestCSVWritesTheFieldsThenEveryRecord(t *testing.T) {
+func TestCSVIsTheFieldsThenEveryRecord(t *testing.T) {
 	fields := []string{"id", "name", "note"}
-	file := records(t, fields, tricky)
-	{
-		var w bytes.Buffer
-		if _, err := (CSV{Fields: fields, Src: bytes.NewReader(file), Start: 0, End: int64(len(file))}).WriteTo(&w); err != nil {
-			t.Fatal(err)
+	long := [][]string{{"a", strings.Repeat("é", ChunkSize), ""}, {"b", "short", ""}, {"c", strings.Repeat("x,\"", ChunkSize/2), ""}}
+	for _, rows := range [][][]string{tricky, bigTricky(), long} {
+		file := records(t, fields, rows)
+		got := produce(t, Page{Src: bytes.NewReader(file), End: int64(len(file)), Records: len(rows), Format: CSV, Fields: fields})
+		if !bytes.HasSuffix(got, []byte("\r\n")) {
+			t.Fatal("rows do not end in CRLF")
 		}
-		r := csv.NewReader(&w)
-		got, err := r.ReadAll()
+		all, err := csv.NewReader(bytes.NewReader(got)).ReadAll()
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := append([][]string{fields}, tricky...)
-		if len(got) != len(want) {
-			t.Fatalf("%d rows, want %d", len(got), len(want))
+		want := append([][]string{fields}, rows...)
+		if len(all) != len(want) {
+			t.Fatalf("%d rows, want %d", len(all), len(want))
 		}
 		for i := range want {
 			for j := range want[i] {
-				if got[i][j] != strings.ReplaceAll(want[i][j], "\r\n", "\n") { // encoding/csv reads CRLF in a quoted field as LF
-					t.Errorf("row %d field %d: %q, want %q", i, j, got[i][j], want[i][j])
+				if all[i][j] != strings.ReplaceAll(want[i][j], "\r\n", "\n") { // encoding/csv reads CRLF in a quoted field as LF
+					t.Fatalf("row %d field %d: %.40q, want %.40q", i, j, all[i][j], want[i][j])
 				}
 			}
 		}
 	}
 }
 
-func TestCSVKeepsLongRecordsWhole(t *testing.T) {
-	fields := []string{"k", "v"}
-	rows := [][]string{{"a", strings.Repeat("é", ChunkSize)}, {"b", "short"}, {"c", strings.Repeat("x,\"", ChunkSize/2)}}
-	file := records(t, fields, rows)
-	var w bytes.Buffer
-	if _, err := (CSV{Fields: fields, Src: bytes.NewReader(file), End: int64(len(file))}).WriteTo(&w); err != nil {
-		t.Fatal(err)
-	}
-	got, err := csv.NewReader(&w).ReadAll()
-	if err != nil || len(got) != 4 || got[1][1] != rows[0][1] || got[3][1] != rows[2][1] {
-		t.Fatalf("%v, %d rows", err, len(got))
-	}
-}
-
-func TestDecodeRecordMatchesEncodingJSON(t *testing.T) {
-	lines := []string{
-		`{"a":"x","b":"y"}`,
-		`{"b":"y","a":"x"}`,                   // another key order
-		`{"a":"\ud83d\ude00 \u00e9 \/ \b\f"}`, // escapes encoding/json also accepts
-		`{"a":"\ud800 lone","b":"\udc00\ud800"}`,
-		`{"a":1,"b":null}`, // not strings: the slow path
-		`{"a":"x","extra":"z"}`,
-	}
-	fields := []string{"a", "b"}
-	for _, line := range lines {
-		offs := make([]int, 4)
-		scratch, err := decodeRecord([]byte(line), fields, offs, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", line, err)
-		}
-		var m map[string]any
-		json.Unmarshal([]byte(line), &m)
-		for f, name := range fields {
-			got := string(scratch[offs[2*f]:offs[2*f+1]])
-			want := ""
-			switch v := m[name].(type) {
-			case string:
-				want = v
-			case float64:
-				want = "1"
-			}
-			if got != want {
-				t.Errorf("%s field %s: %q, want %q", line, name, got, want)
-			}
-		}
-	}
-	if _, err := decodeRecord([]byte(`{"a":`), fields, make([]int, 4), nil); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("broken record: %v", err)
-	}
-}
-
 func TestGzipRoundTrips(t *testing.T) {
-	file := records(t, []string{"id", "name", "note"}, tricky)
-	var w bytes.Buffer
-	n, err := Gzip(&w, NewBody([]byte("["), bytes.NewReader(file), 0, int64(len(file)), true, []byte("]"), nil))
-	if err != nil || n != int64(w.Len()) {
-		t.Fatal(n, err)
-	}
-	zr, err := gzip.NewReader(&w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(zr)
-	if err != nil || !json.Valid(got) {
-		t.Fatalf("%v %s", err, got)
+	fields := []string{"id", "name", "note"}
+	file := records(t, fields, bigTricky())
+	for _, f := range []Format{JSON, NDJSON, CSV} {
+		p := Page{Src: bytes.NewReader(file), End: int64(len(file)), Records: len(bigTricky()), Format: f, Fields: fields}
+		if f == JSON {
+			p.Head, p.Tail = []byte("["), []byte("]")
+		}
+		plain := produce(t, p)
+		p.Gzip = true
+		zr, err := gzip.NewReader(bytes.NewReader(produce(t, p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(zr)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("format %d: %v, %d bytes unzipped, want %d", f, err, len(got), len(plain))
+		}
 	}
 }
 
@@ -289,46 +318,45 @@ func TestAppendErrorShape(t *testing.T) {
 	}
 }
 
-func BenchmarkBody(b *testing.B) {
+func BenchmarkPage(b *testing.B) {
 	rows := make([][]string, 1000)
 	for i := range rows {
 		rows[i] = []string{"id-" + strings.Repeat("7", 6), strings.Repeat("Shopify product title ", 40), "tag"}
 	}
-	file := records(b, []string{"id", "title", "tag"}, rows)
-	src := bytes.NewReader(file)
-	for _, mode := range []struct {
+	fields := []string{"id", "title", "tag"}
+	file := records(b, fields, rows)
+	for _, tc := range []struct {
 		name string
-		join bool
-	}{{"json-1000", true}, {"ndjson-1000", false}} {
-		b.Run(mode.name, func(b *testing.B) {
+		p    Page
+	}{
+		{"json-1000", Page{Head: []byte(`{"data":[`), Tail: []byte(EnvelopeTail), Format: JSON}},
+		{"ndjson-1000", Page{Format: NDJSON}},
+		{"csv-1000", Page{Format: CSV, Fields: fields}},
+		{"gzip-json-1000", Page{Head: []byte(`{"data":[`), Tail: []byte(EnvelopeTail), Format: JSON, Gzip: true}},
+	} {
+		p := tc.p
+		p.Src, p.End, p.Records = bytes.NewReader(file), int64(len(file)), len(rows)
+		b.Run(tc.name+"/append", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(file)))
+			var buf []byte
+			for b.Loop() {
+				var err error
+				if buf, err = p.Append(buf[:0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(tc.name+"/stream", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(file)))
 			for b.Loop() {
-				body := NewBody([]byte(`{"data":[`), src, 0, int64(len(file)), mode.join, []byte(EnvelopeTail), nil)
-				if _, err := body.WriteTo(io.Discard); err != nil {
+				s := p.Stream(nil)
+				if _, err := s.WriteTo(io.Discard); err != nil {
 					b.Fatal(err)
 				}
-				body.Close()
+				s.Close()
 			}
 		})
 	}
-	b.Run("csv-1000", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(file)))
-		for b.Loop() {
-			if _, err := (CSV{Fields: []string{"id", "title", "tag"}, Src: src, End: int64(len(file))}).WriteTo(io.Discard); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("gzip-json-1000", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(file)))
-		for b.Loop() {
-			body := NewBody([]byte(`{"data":[`), src, 0, int64(len(file)), true, []byte(EnvelopeTail), nil)
-			if _, err := Gzip(io.Discard, body); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }

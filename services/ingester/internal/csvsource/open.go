@@ -47,17 +47,25 @@ type OpenOptions struct {
 	Stdin io.Reader
 	// HTTPClient fetches URLs; nil means DefaultHTTPClient.
 	HTTPClient *http.Client
+	// IdleTimeout fails a URL source whose body sends nothing for that
+	// long; 0 means IdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // DefaultHTTPClient fetches URL sources: the default transport (proxy from
-// the environment, HTTP/2, gzip), and a minute at most for the response
+// the environment, HTTP/2, gzip), a minute at most for the response
 // headers, so a server that never answers fails the ingest instead of
-// hanging it. The body itself may take as long as it needs.
-var DefaultHTTPClient = &http.Client{Transport: func() http.RoundTripper {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ResponseHeaderTimeout = time.Minute
-	return t
-}()}
+// hanging it, and redirects that never go from https to http (NoDowngrade).
+// The body may take as long as it needs while it moves; a body that stops
+// for IdleTimeout fails the ingest (OpenOptions.IdleTimeout).
+var DefaultHTTPClient = &http.Client{
+	Transport: func() http.RoundTripper {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = time.Minute
+		return t
+	}(),
+	CheckRedirect: NoDowngrade,
+}
 
 // Input is an open source. Reading it counts the bytes and hashes them with
 // SHA-256 as they go by, so a URL or standard input is hashed in the same
@@ -94,7 +102,7 @@ func Open(ctx context.Context, src string, o OpenOptions) (*Input, error) {
 	case src == "-":
 		return openStdin(o.Stdin)
 	case IsURL(src):
-		return openURL(ctx, src, o.HTTPClient)
+		return openURL(ctx, src, o)
 	}
 	return openFile(src)
 }
@@ -147,22 +155,31 @@ func fileErr(path string, err error) error {
 	return sourceErr(path, ErrUnreadable, "%v", err)
 }
 
-func openURL(ctx context.Context, src string, client *http.Client) (*Input, error) {
+func openURL(ctx context.Context, src string, o OpenOptions) (*Input, error) {
 	u, err := url.Parse(src)
 	if err != nil || u.Host == "" {
 		return nil, sourceErr(src, ErrUnreadable, "not a valid URL")
 	}
 	name := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+	idle := o.IdleTimeout
+	if idle <= 0 {
+		idle = IdleTimeout
+	}
+	// The request lives until the body is closed or stalls for idle.
+	rctx, cancel := context.WithCancelCause(ctx)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, src, nil)
 	if err != nil {
+		cancel(nil)
 		return nil, sourceErr(name, ErrUnreadable, "%v", err)
 	}
 	req.Header.Set("Accept", "text/csv, text/plain;q=0.9, */*;q=0.5")
+	client := o.HTTPClient
 	if client == nil {
 		client = DefaultHTTPClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		cancel(nil)
 		// The error text repeats the full URL; say what failed without it.
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
@@ -172,9 +189,13 @@ func openURL(ctx context.Context, src string, client *http.Client) (*Input, erro
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		resp.Body.Close()
+		cancel(nil)
 		return nil, sourceErr(name, ErrUnreadable, "GET answered %s", resp.Status)
 	}
-	return &Input{Name: name, Kind: URL, Size: resp.ContentLength, rc: resp.Body, sum: sha256.New()}, nil
+	body := newIdleBody(resp.Body, idle, cancel, func() error {
+		return sourceErr(name, ErrUnreadable, "the server sent nothing for %s; giving up", idle)
+	})
+	return &Input{Name: name, Kind: URL, Size: resp.ContentLength, rc: body, sum: sha256.New()}, nil
 }
 
 // Read reads from the source, counting and hashing what it returns.

@@ -34,6 +34,10 @@ type Config struct {
 	// makes a stock nats-server peak near 300 MB moving 1M rows.
 	MaxBufferedMsgs int
 	MaxBufferedSize int64
+	// Users, when any, turn authentication on: every client, in-process
+	// ones too, must log in as one of them. None: anyone who reaches
+	// Listen may do anything.
+	Users []*server.User
 }
 
 // Server is a running embedded nats-server.
@@ -52,6 +56,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		StreamMaxBufferedMsgs: cfg.MaxBufferedMsgs,
 		StreamMaxBufferedSize: cfg.MaxBufferedSize,
 		NoSigs:                true, // the stack owns signal handling
+		Users:                 cfg.Users,
 	}
 	if cfg.Listen == Off {
 		opts.DontListen = true
@@ -90,9 +95,11 @@ func (s *Server) ClientURL() string {
 	return s.srv.ClientURL()
 }
 
-// Connect opens an in-process client connection: no socket, no port.
-func (s *Server) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(s.srv), nats.Name(name), nats.MaxReconnects(-1))
+// Connect opens an in-process client connection (no socket, no port) with
+// the given options, such as the user it logs in as.
+func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.InProcessServer(s.srv), nats.Name(name), nats.MaxReconnects(-1)}, opts...)
+	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("in-process NATS connection: %w", err)
 	}

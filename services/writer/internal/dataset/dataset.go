@@ -593,7 +593,6 @@ func (d *Dataset) applyBegin(ctx context.Context, m Msg) error {
 	h := schema.Header{
 		Dataset: d.cfg.Name, Generation: m.Seq, State: schema.StateBuilding, Mode: mode, Sync: b.Sync,
 		Fields: b.Fields, Source: b.Source, CreatedAt: m.Time, UpdatedAt: m.Time, LastSeq: m.Seq,
-		Superseded: new(false),
 	}
 	switch {
 	case mode == schema.ModeReplace:
@@ -938,21 +937,8 @@ func (d *Dataset) stateFor(p persisted, seq uint64, out *schema.SyncOutcome) sch
 	return s
 }
 
-// writeCurrent makes CURRENT name gen. The generation CURRENT named until
-// then is marked superseded first: a reader that trusts its header's
-// promise sees the mark before CURRENT moves on (docs/header.md).
+// writeCurrent makes CURRENT name gen.
 func (d *Dataset) writeCurrent(gen uint64) error {
-	if old, ok := d.readCurrentFile(); ok && old != gen {
-		var err error
-		if d.current != nil && d.current.Generation() == old {
-			err = d.current.MarkSuperseded()
-		} else {
-			err = generation.MarkSuperseded(d.files, old)
-		}
-		if err != nil {
-			return fmt.Errorf("mark generation %d superseded: %w", old, err)
-		}
-	}
 	return disk.WriteFileAtomic(d.cfg.FS, filepath.Join(d.cfg.Dir, schema.CurrentFile), schema.FormatCurrent(gen), d.durable())
 }
 
@@ -990,16 +976,10 @@ func duplicate(fields []string) string {
 
 // Wipe removes the rowpipe files of a dataset (writer --rebuild):
 // generations and CURRENT in its folder dir, and its state file statePath.
-// Anything else is left alone. CURRENT goes first, after the generation it
-// names is marked superseded: readers may trust the files of the
-// generation CURRENT names for as long as CURRENT stays in place, and its
-// header until it says superseded (pkg/schema/docs/files.md, header.md).
+// Anything else is left alone. CURRENT goes first: readers may trust the
+// files of the generation CURRENT names for as long as CURRENT stays in
+// place (pkg/schema/docs/files.md).
 func Wipe(fsys disk.FS, dir, statePath string) error {
-	if gen, ok := readCurrent(fsys, dir); ok {
-		if err := generation.MarkSuperseded(generation.Files{FS: fsys, Dir: dir}, gen); err != nil {
-			return fmt.Errorf("mark generation %d superseded: %w", gen, err)
-		}
-	}
 	for _, path := range []string{statePath, statePath + ".tmp", filepath.Join(dir, schema.CurrentFile), filepath.Join(dir, schema.CurrentFile+".tmp")} {
 		if err := disk.RemoveIfExists(fsys, path); err != nil {
 			return err

@@ -352,9 +352,6 @@ func Open(f Files, gen uint64, rec Recovery) (*Gen, Recovered, error) {
 // rebuildHeader rebuilds a torn header: base with the count and last
 // sequence of the longest run of index entries past base.Count that point
 // at whole records, and the rejects file's whole lines.
-//
-// It takes base's superseded mark: a header is torn only by a machine that
-// stopped mid-write, and no reader running then is left to rely on it.
 func (g *Gen) rebuildHeader(base schema.Header, dataSize, idxSize, rejSize int64, timeOf func(uint64) (time.Time, error)) (schema.Header, error) {
 	h := base
 	if h.Generation != g.gen || h.Size <= 0 {
@@ -481,7 +478,6 @@ func (g *Gen) SetHeader(h schema.Header) error {
 	if err := g.Flush(); err != nil {
 		return err
 	}
-	h = g.keepMark(h)
 	h.Generation, h.Size, h.Version = g.gen, g.hdr.Size, schema.HeaderVersion
 	if err := g.writeHeader(h, false); err != nil {
 		return err
@@ -493,48 +489,6 @@ func (g *Gen) SetHeader(h schema.Header) error {
 	return nil
 }
 
-// MarkSuperseded marks the header superseded (docs/header.md), as the
-// writer does before CURRENT stops naming the generation. A header that
-// makes no promise, or is marked already, is left as it is. The batch is
-// left alone (the header on disk does not count it either), and nothing is
-// synced: only readers that are running use the mark.
-func (g *Gen) MarkSuperseded() error {
-	if !g.hdr.Unmoved() {
-		return nil
-	}
-	h := g.hdr
-	h.Superseded = new(true)
-	if err := g.writeHeader(h, false); err != nil {
-		return err
-	}
-	g.hdr = h
-	return nil
-}
-
-// MarkSuperseded marks the header of generation gen superseded, as
-// Gen.MarkSuperseded does, for a generation not open here. A header that
-// cannot be read is left alone: it promises nothing to a reader either.
-func MarkSuperseded(f Files, gen uint64) error {
-	file, err := f.FS.OpenFile(f.path(schema.DataFile(gen)), os.O_RDWR, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer file.Close()
-	h, err := schema.ReadHeader(file)
-	if err != nil || !h.Unmoved() || h.Generation != gen {
-		return nil
-	}
-	h.Superseded = new(true)
-	b, err := schema.EncodeHeader(h)
-	if err != nil {
-		return err
-	}
-	return writeFull(file, b, 0)
-}
-
 // RollBack drops the batch and cuts the generation back to to: its
 // header first, so it never counts a record being removed, then the data,
 // index and rejects tails. to.Count and to.Rejected must not exceed what
@@ -544,7 +498,6 @@ func (g *Gen) RollBack(to schema.Header) error {
 	if to.Count > g.hdr.Count || to.Rejected > g.hdr.Rejected {
 		return fmt.Errorf("roll back generation %d to %d records and %d rejects: it holds %d and %d", g.gen, to.Count, to.Rejected, g.hdr.Count, g.hdr.Rejected)
 	}
-	to = g.keepMark(to)
 	to.Generation, to.Size, to.Version = g.gen, g.hdr.Size, schema.HeaderVersion
 	x, err := schema.OpenIndex(g.index)
 	if err != nil {
@@ -732,16 +685,6 @@ func (g *Gen) drop() {
 	g.ibuf, g.rbuf = g.ibuf[:0], g.rbuf[:0]
 	g.pend, g.pendRej, g.pendSeq = 0, 0, 0
 	g.pendTime = time.Time{}
-}
-
-// keepMark returns h with the superseded mark of the header on disk, if
-// that one is marked: readers rely on the mark never going back
-// (docs/header.md), whichever earlier header the caller writes again.
-func (g *Gen) keepMark(h schema.Header) schema.Header {
-	if g.hdr.Superseded != nil && *g.hdr.Superseded {
-		h.Superseded = g.hdr.Superseded
-	}
-	return h
 }
 
 // writeHeader rewrites the header in place with one write at offset 0.

@@ -218,11 +218,23 @@ function datasetRow(d) {
     el("td", { class: "num" }, rejected));
 }
 
+// allDatasets reads every page of GET /datasets (MAX_DATASETS keeps them
+// few: one page of 1000 holds the default 256).
+async function allDatasets() {
+  const list = [];
+  let offset = 0;
+  do {
+    const page = await api(`/datasets?limit=1000&offset=${offset}`);
+    list.push(...(page.datasets || []));
+    offset = page.next_offset;
+  } while (offset !== null && offset !== undefined);
+  return list;
+}
+
 async function renderDatasets(mine, focus) {
-  const body = await api("/datasets");
+  const list = await allDatasets();
   if (mine !== seq) return;
   crumbs([["Datasets"]]);
-  const list = body.datasets || [];
   $("ds-table").tBodies[0].replaceChildren(...list.map(datasetRow));
   $("ds-empty").hidden = list.length > 0;
   $("ds-status").textContent = `${list.length} dataset${list.length === 1 ? "" : "s"} · refreshed ${new Date().toLocaleTimeString()}`;

@@ -1,8 +1,9 @@
-package pagereader
+package store
 
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -10,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
-	"github.com/rowpipe/rowpipe/services/api/internal/datadirtest"
+	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
 )
 
 // leaseOn opens a Store on dir and leases dataset name's current
@@ -172,10 +173,9 @@ func TestReplacedFilesAreReopened(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Release()
-	acquireGen(t, s, "d") // vouched for under this CURRENT
-	// A rebuild (writer --rebuild) marks the current generation superseded,
-	// removes CURRENT and the files, writes the same generation again as
-	// new files, then CURRENT.
+	acquireGen(t, s, "d")
+	// A rebuild (writer --rebuild) removes CURRENT and the files, writes the
+	// same generation again as new files, then CURRENT.
 	datadirtest.RemoveCurrent(t, dir, "d")
 	datadirtest.Remove(t, dir, "d", 4)
 	g := datadirtest.Gen{Dataset: "d", Generation: 4, Rows: 6, Tag: "new"}
@@ -375,5 +375,27 @@ func BenchmarkRange(b *testing.B) {
 			b.Fatal(err)
 		}
 		i += 7919
+	}
+}
+
+// However many datasets are read, at most MaxOpen generations stay open
+// between requests, and an evicted one opens again when asked for.
+func TestOpenGenerationsAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	n := MaxOpen + 10
+	for i := range n {
+		datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: fmt.Sprintf("d%03d", i), Generation: 1, Rows: 1})
+	}
+	s := New(dir, nil)
+	defer s.Close()
+	for range 2 {
+		for i := range n {
+			if got := acquireGen(t, s, fmt.Sprintf("d%03d", i)); got != 1 {
+				t.Fatalf("d%03d: generation %d", i, got)
+			}
+		}
+	}
+	if open, leases := s.Stats(); open != MaxOpen || leases != 0 {
+		t.Fatalf("%d open, %d leases; want %d, 0", open, leases, MaxOpen)
 	}
 }

@@ -1,6 +1,6 @@
-// Package datadirtest builds DATA_DIR layouts for tests with pkg/schema's
-// own encoders: the metadata header, the offset index, the records and
-// CURRENT, byte for byte as the writer lays them out. It never formats those
+// Package datadirtest builds DATA_DIR layouts for the tests of readers,
+// with pkg/schema's own encoders: the metadata header, the offset index, the
+// records and CURRENT, byte for byte as the writer lays them out. It never formats those
 // bytes by hand, so a test over its files is a test over the real formats.
 package datadirtest
 
@@ -31,9 +31,6 @@ type Gen struct {
 	State string
 	// Mode defaults to schema.ModeReplace.
 	Mode schema.Mode
-	// Unmarked writes the header as an older writer did, without the
-	// superseded member: it promises readers nothing.
-	Unmarked bool
 }
 
 // DefaultFields are the fields of a Gen that names none.
@@ -88,10 +85,6 @@ func (g Gen) Header() schema.Header {
 		CreatedAt:  BaseTime,
 		UpdatedAt:  BaseTime.Add(time.Duration(g.Generation) * time.Second),
 		LastSeq:    g.Generation + uint64(g.Rows) + 1,
-		Superseded: new(false),
-	}
-	if g.Unmarked {
-		h.Superseded = nil
 	}
 	h.Size = schema.HeaderSizeFor(h)
 	return h
@@ -237,55 +230,19 @@ func RewriteHeader(tb testing.TB, path string, h schema.Header) {
 }
 
 // SetCurrent makes gen the current generation of dataset the writer's way:
-// the generation CURRENT named is marked superseded, then CURRENT is
-// replaced atomically (write a temporary file, rename it over CURRENT).
+// CURRENT replaced atomically (write a temporary file, rename it over
+// CURRENT).
 func SetCurrent(tb testing.TB, dataDir, dataset string, gen uint64) {
 	tb.Helper()
-	dir := filepath.Join(dataDir, dataset)
-	if old, ok := current(dataDir, dataset); ok && old != gen {
-		MarkSuperseded(tb, dataDir, dataset, old)
-	}
-	tmp := filepath.Join(dir, "."+schema.CurrentFile+".tmp")
+	tmp := filepath.Join(dataDir, dataset, "."+schema.CurrentFile+".tmp")
 	must(tb, os.WriteFile(tmp, schema.FormatCurrent(gen), 0o644))
-	must(tb, os.Rename(tmp, filepath.Join(dir, schema.CurrentFile)))
+	must(tb, os.Rename(tmp, filepath.Join(dataDir, dataset, schema.CurrentFile)))
 }
 
-// RemoveCurrent removes CURRENT the writer's way (writer --rebuild): the
-// generation it names is marked superseded first.
+// RemoveCurrent removes CURRENT the writer's way (writer --rebuild).
 func RemoveCurrent(tb testing.TB, dataDir, dataset string) {
 	tb.Helper()
-	if old, ok := current(dataDir, dataset); ok {
-		MarkSuperseded(tb, dataDir, dataset, old)
-	}
 	must(tb, os.Remove(filepath.Join(dataDir, dataset, schema.CurrentFile)))
-}
-
-// MarkSuperseded sets superseded in the header of a generation that has
-// the member, as the writer does before CURRENT stops naming it.
-func MarkSuperseded(tb testing.TB, dataDir, dataset string, gen uint64) {
-	tb.Helper()
-	data, _ := Paths(dataDir, dataset, gen)
-	f, err := os.Open(data)
-	if os.IsNotExist(err) {
-		return
-	}
-	must(tb, err)
-	h, err := schema.ReadHeader(f)
-	f.Close()
-	must(tb, err)
-	if h.Unmoved() {
-		h.Superseded = new(true)
-		RewriteHeader(tb, data, h)
-	}
-}
-
-// current is the generation CURRENT names, if it names one.
-func current(dataDir, dataset string) (uint64, bool) {
-	b, err := os.ReadFile(filepath.Join(dataDir, dataset, schema.CurrentFile))
-	if err != nil {
-		return 0, false
-	}
-	return schema.ParseCurrent(b)
 }
 
 // Remove deletes a generation's data and index files, as the writer's
