@@ -200,7 +200,7 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 		return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 5 * time.Second,
 			Message: "the data directory cannot be read; see /readyz", Err: err}
 	}
-	list := make([]metadataBody, 0, min(p.Limit, len(names)))
+	list := make([]datasetItem, 0, min(p.Limit, len(names)))
 	next := -1
 	for i := p.Offset; i < len(names); i++ {
 		if len(list) == p.Limit {
@@ -215,7 +215,7 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 			continue
 		}
 		info, _ := s.indexesOf(c, names[i], lease.Header)
-		list = append(list, metadataOf(lease.Header, info))
+		list = append(list, s.datasetItem(names[i], metadataOf(lease.Header, info)))
 		lease.Release()
 	}
 	var nextOffset *int
@@ -225,10 +225,10 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderCacheControl, "private, no-cache")
 	return c.JSON(struct {
-		Datasets   []metadataBody `json:"datasets"`
-		Offset     int            `json:"offset"`
-		Limit      int            `json:"limit"`
-		NextOffset *int           `json:"next_offset"`
+		Datasets   []datasetItem `json:"datasets"`
+		Offset     int           `json:"offset"`
+		Limit      int           `json:"limit"`
+		NextOffset *int          `json:"next_offset"`
 	}{list, p.Offset, p.Limit, nextOffset})
 }
 
