@@ -71,7 +71,7 @@ func (b *bench) runScale(ctx context.Context, rows int) ([]*scaleSync, error) {
 			sy.csvBytes = fi.Size()
 		}
 		logf("scale: sync %d of %d, %d rows through bin/stack", i+1, scaleSyncs, n)
-		if sy.run, err = b.ingest(ctx, s.natsURL, s.apiAddr, csvPath, n); err != nil {
+		if sy.run, err = b.ingest(ctx, s.natsURL, s.apiAddr, csvPath, n, false); err != nil {
 			return out, fmt.Errorf("sync %d: %w", i+1, err)
 		}
 		os.Remove(csvPath)

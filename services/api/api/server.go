@@ -32,6 +32,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
+	"github.com/rowpipe/rowpipe/services/api/internal/console"
+	"github.com/rowpipe/rowpipe/services/api/internal/find"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
@@ -78,7 +80,8 @@ type Server struct {
 	log     *slog.Logger
 	app     *fiber.App
 	store   *store.Store
-	keys    *auth.Keys // nil when auth is off
+	finds   *find.Cache // lookup indexes of the generations filtered requests use
+	keys    *auth.Keys  // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
 	// routes are the metrics of each route pattern and of metrics.Unmatched,
@@ -86,6 +89,7 @@ type Server struct {
 	routes   map[string]*metrics.Route
 	gatherer prometheus.Gatherer
 	openapi  []byte
+	console  *console.Console
 
 	lnMu      sync.Mutex
 	ln        net.Listener
@@ -113,6 +117,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln}
 	s.store = store.New(cfg.DataDir, s.log)
+	s.finds = find.NewCache(cfg.DataDir)
 
 	if cfg.Auth == AuthOn {
 		keys, err := auth.New(cfg.Keys, cfg.KeysFile, s.log)
@@ -163,9 +168,12 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 
 	if s.openapi, err = openapi.Document(openapi.Options{
 		MaxLimit: cfg.MaxLimit, DefaultLimit: min(params.DefaultLimit, cfg.MaxLimit),
-		DefaultDataset: cfg.Dataset, AuthOff: s.keys == nil,
+		DefaultDataset: cfg.Dataset, AuthOff: s.keys == nil, ScanLimit: cfg.ScanLimit,
 	}); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)
+	}
+	if s.console, err = console.New(); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.app = s.newApp()
 	return s, nil
@@ -177,15 +185,18 @@ const (
 	routeDatasets = "/datasets"
 	routeDataset  = "/datasets/:name"
 	routeRecords  = "/datasets/:name/records"
+	routeRejects  = "/datasets/:name/rejects"
 	routeHealthz  = "/healthz"
 	routeReadyz   = "/readyz"
 	routeMetrics  = "/metrics"
 	routeOpenAPI  = "/openapi.json"
+	routeConsole  = console.PageRoute
+	routeFile     = console.FileRoute
 )
 
 var knownRoutes = []string{
-	routeFetch, routeDatasets, routeDataset, routeRecords,
-	routeHealthz, routeReadyz, routeMetrics, routeOpenAPI,
+	routeFetch, routeDatasets, routeDataset, routeRecords, routeRejects,
+	routeHealthz, routeReadyz, routeMetrics, routeOpenAPI, routeConsole, routeFile,
 }
 
 // requestBodyLimit is the largest request body fasthttp reads before
@@ -232,12 +243,14 @@ func (s *Server) newApp() *fiber.App {
 	app.Get(routeDatasets, s.authenticate, s.listDatasets)
 	app.Get(routeDataset, s.authenticate, s.getDataset)
 	app.Get(routeRecords, s.authenticate, s.getRecords)
+	app.Get(routeRejects, s.authenticate, s.getRejects)
 	app.Get(routeHealthz, s.healthz)
 	app.Get(routeReadyz, s.readyz)
 	if s.cfg.MetricsAddr == "" {
 		app.Get(routeMetrics, adaptor.HTTPHandler(s.metricsHandler()))
 	}
 	app.Get(routeOpenAPI, s.openapiDoc)
+	s.console.Register(app)
 	return app
 }
 
