@@ -18,7 +18,7 @@ import (
 // times, each time with a different file of the same size, into a stream
 // limited to 2.5 times what one sync stores: every sync commits, because
 // the writer purges the stream down to the current generation after each
-// commit (package retention), so a sync needs room for two generations
+// commit (dataset.purge), so a sync needs room for two generations
 // only. Keeping the previous generation too (KEEP_GENERATIONS=2 on disk)
 // would need three, and the third sync would be refused. The ingester is
 // bin/ingester with STREAM_MAX_BYTES unset: it keeps the stream's limit.

@@ -46,8 +46,8 @@ func TestKeepGenerationsPrunesFilesAndPurgesTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Everything of products before the current generation is gone (the
-	// older generation kept on disk is served from its files, package
-	// retention), from the current generation on everything is there.
+	// older generation kept on disk is served from its files, see
+	// dataset.purge), from the current generation on everything is there.
 	for seq := uint64(1); seq < gens[2]; seq++ {
 		m, err := stream.GetMsg(ctx, seq)
 		if err == nil && m.Subject == schema.Subject("products") {

@@ -13,7 +13,7 @@ import (
 // rebuildable is files (a snapshot of dir) less what a writer rebuilding
 // from the stream does not bring back: the files of generations older
 // than each dataset's current one, kept on disk (KEEP_GENERATIONS) but
-// purged from the stream (package retention).
+// purged from the stream (dataset.purge).
 func rebuildable(t testing.TB, dir string, files map[string][]byte) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}

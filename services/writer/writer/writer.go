@@ -36,7 +36,6 @@ import (
 	"github.com/rowpipe/rowpipe/services/writer/internal/disk"
 	"github.com/rowpipe/rowpipe/services/writer/internal/generation"
 	"github.com/rowpipe/rowpipe/services/writer/internal/metrics"
-	"github.com/rowpipe/rowpipe/services/writer/internal/retention"
 )
 
 // ErrLocked is wrapped by the error Run returns when another writer runs
@@ -89,7 +88,6 @@ type Writer struct {
 	lock *checkpoint.Lock // held from Lock (or Run) until Run returns
 
 	hostileLog rateLimit
-	retention  *retention.Purger
 }
 
 // New checks cfg (after filling defaults) and prepares a writer on nc. It
@@ -110,7 +108,6 @@ func New(cfg Config, nc *nats.Conn, opts ...Option) (*Writer, error) {
 	w.m = metrics.New(w.reg)
 	w.registerStatusMetrics()
 	w.hostileLog = rateLimit{per: time.Second, max: 20}
-	w.retention = retention.New(func() jetstream.Stream { return w.stream }, w.log)
 	return w, nil
 }
 
@@ -512,21 +509,8 @@ type effects struct{ w *Writer }
 const brokerTimeout = 10 * time.Second
 
 // PublishState stores s unless the bucket has a state of a higher or equal
-// Seq, with compare-and-set so that concurrent writers agree; then, the
-// state being recorded, it purges the stream of what s's current
-// generation does not need (package retention). A failed purge is logged
-// and tried again with the next state.
+// Seq, with compare-and-set so that concurrent writers agree.
 func (e effects) PublishState(ctx context.Context, s schema.DatasetState) error {
-	if err := e.publishState(ctx, s); err != nil {
-		return err
-	}
-	if err := e.w.retention.Apply(ctx, s); err != nil {
-		e.w.log.Warn("could not purge the stream; will retry with the next state", "dataset", s.Dataset, "err", err)
-	}
-	return nil
-}
-
-func (e effects) publishState(ctx context.Context, s schema.DatasetState) error {
 	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
 	defer cancel()
 	kv, val := e.w.kv, schema.EncodeState(s)

@@ -68,16 +68,21 @@ func (d *Dataset) writeCurrent(gen uint64) error {
 }
 
 // purge removes from the stream the dataset's messages older than the
-// oldest generation kept: nothing on disk can need them again. A failure
-// is only logged; the next commit purges again.
+// begin of the current generation (or of the building one, when older).
+// The stream is kept for what only it can give: rebuilding the files
+// (writer --rebuild, a new replica with an empty DATA_DIR) and finishing a
+// sync in flight; both need every message from that begin on, and nothing
+// older. Older generations kept on disk (KEEP_GENERATIONS, pinned pages)
+// are served from their own files, which a rebuild does not bring back. So
+// after each commit the stream holds one generation of each dataset, two
+// while a sync runs (docs/messages.md#retention). It runs after the state
+// naming the new current generation is recorded. A failure is only logged;
+// the next commit purges again.
 func (d *Dataset) purge(ctx context.Context) {
 	if d.current == nil {
 		return
 	}
 	oldest := d.current.Generation()
-	if len(d.kept) > 0 {
-		oldest = min(oldest, d.kept[0])
-	}
 	if d.st.Building != nil {
 		oldest = min(oldest, d.st.Building.Begin)
 	}
