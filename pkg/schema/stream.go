@@ -90,6 +90,28 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 	return s, nil
 }
 
+// BindStream binds the stream as it is, creating it with StreamConfig(o)
+// only where it does not exist yet: the ingester's way, which never changes
+// an existing stream's configuration (the writer's and the operator's to
+// change), so that its NATS role needs no update permission.
+func BindStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, o.Name)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("bind stream %s: %w", o.Name, err)
+	}
+	s, err = js.CreateStream(ctx, StreamConfig(o))
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = js.Stream(ctx, o.Name) // created meanwhile by another client
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", o.Name, err)
+	}
+	return s, nil
+}
+
 // EnsureStateBucket creates or binds the key-value bucket of dataset states.
 func EnsureStateBucket(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
 	name := StateBucket(o.Name)
@@ -100,7 +122,7 @@ func EnsureStateBucket(ctx context.Context, js jetstream.JetStream, o StreamOpti
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("bind key-value bucket %s: %w", name, err)
 	}
-	kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      name,
 		Description: "rowpipe: the state of each dataset, written by the writer",
 		// A watcher (ingester --wait) must see every outcome, even when two
@@ -109,6 +131,9 @@ func EnsureStateBucket(ctx context.Context, js jetstream.JetStream, o StreamOpti
 		Storage:  jetstream.FileStorage,
 		Replicas: max(o.Replicas, 1),
 	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, name) // created meanwhile by another client
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create key-value bucket %s: %w", name, err)
 	}

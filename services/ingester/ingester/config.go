@@ -28,10 +28,12 @@ type Config struct {
 	NATSPassword string `envconfig:"NATS_PASSWORD"`
 
 	// Stream is the JetStream stream of all syncs (default
-	// schema.DefaultStream), created or updated on start with
-	// schema.EnsureStream, and its state bucket. StreamMaxBytes 0 (unset)
-	// keeps an existing stream's limit (schema.DefaultStreamMaxBytes for a
-	// new one); StreamReplicas defaults to 1.
+	// schema.DefaultStream), bound on start with schema.BindStream, and its
+	// state bucket. An existing stream is used as it is: its configuration
+	// is the writer's (or the operator's) to change. StreamMaxBytes and
+	// StreamReplicas apply only to a stream the ingester creates, when it
+	// starts before any writer (schema.DefaultStreamMaxBytes and 1 when
+	// unset).
 	Stream         string `envconfig:"STREAM"`
 	StreamReplicas int    `envconfig:"STREAM_REPLICAS"`
 	StreamMaxBytes int64  `envconfig:"STREAM_MAX_BYTES"`

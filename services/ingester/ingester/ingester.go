@@ -260,8 +260,8 @@ func newIngester(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logge
 	}
 	g.js = js
 	opts := schema.StreamOptions{Name: cfg.Stream, Replicas: cfg.StreamReplicas, MaxBytes: cfg.StreamMaxBytes}
-	err = retry(ctx, cfg.PublishGiveUp, log, "create or update the stream", func(ctx context.Context) error {
-		if _, err := schema.EnsureStream(ctx, js, opts); err != nil {
+	err = retry(ctx, cfg.PublishGiveUp, log, "bind the stream", func(ctx context.Context) error {
+		if _, err := schema.BindStream(ctx, js, opts); err != nil {
 			return err
 		}
 		g.kv, err = schema.EnsureStateBucket(ctx, js, opts)

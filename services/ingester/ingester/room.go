@@ -55,7 +55,7 @@ func (g *ingester) checkRoom(ctx context.Context, in *csvsource.Input, fields []
 	}
 	held := int64(info.State.Bytes)
 	return fmt.Errorf("%w: %s: the sync needs about %s of stream %s, which has %s free: it holds %s of its STREAM_MAX_BYTES=%d "+
-		"(the current generation stays until the new one commits); set STREAM_MAX_BYTES to at least %d on the ingester and the writer "+
+		"(the current generation stays until the new one commits); set STREAM_MAX_BYTES to at least %d on the writer, which applies it to the stream "+
 		"(and the NATS server's max_file_store with it); nothing was published",
 		ErrRefused, in.Name, humanBytes(need), g.cfg.Stream, humanBytes(max(free, 0)), humanBytes(held), limit, held+need+need/10)
 }

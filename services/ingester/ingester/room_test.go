@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/ingester/internal/csvsource"
 )
 
@@ -38,7 +39,8 @@ func streamBytes(t *testing.T, e *env) (held uint64, limit int64) {
 // TestRefusesUpFrontASyncTheStreamCannotHold: a file bigger than the
 // stream's free room is refused before anything is published (exit 3),
 // naming the bytes needed and the variable to change; the same file fits
-// once the limit is raised.
+// once the writer has raised the limit (the ingester never changes an
+// existing stream).
 func TestRefusesUpFrontASyncTheStreamCannotHold(t *testing.T) {
 	e := newEnv(t)
 	path := writeFile(t, "products.csv", roomCSV(20_000)) // ~2.5 MB of CSV, ~7 MB of stream
@@ -57,7 +59,11 @@ func TestRefusesUpFrontASyncTheStreamCannotHold(t *testing.T) {
 		t.Errorf("the stream holds %d bytes after a refusal: something was published", held)
 	}
 
-	cfg.StreamMaxBytes = 64 << 20
+	raised := schema.StreamOptions{Name: schema.DefaultStream, Replicas: 1, MaxBytes: 64 << 20}
+	if _, err := schema.EnsureStream(context.Background(), e.js, raised); err != nil { // as the writer does
+		t.Fatal(err)
+	}
+	cfg.StreamMaxBytes = 0
 	if out := e.run(context.Background(), cfg); out.err != nil || out.res.Rows != 20_000 {
 		t.Fatalf("with room: rows %d, %v\n%s", out.res.Rows, out.err, out.stderr)
 	}

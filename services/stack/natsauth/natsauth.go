@@ -52,17 +52,21 @@ func Permissions(role Role, stream string) *server.Permissions {
 	case Ingester:
 		pub := slices.Concat(
 			[]string{schema.AllSubjects, "$JS.API.INFO"},
-			// EnsureStream creates or updates the stream; the publisher
-			// reads the last message of a dataset to resume after it.
-			streamAdmin(stream), streamRead(stream),
+			// BindStream binds the stream, creating it if missing, never
+			// updating it; the publisher reads the last message of a
+			// dataset to resume after it.
+			streamBind(stream), streamRead(stream),
 			stateRead(stream),
 		)
 		return &server.Permissions{Publish: &server.SubjectPermission{Allow: pub}, Subscribe: inbox}
 	case Writer:
 		pub := slices.Concat(
 			[]string{"$JS.API.INFO"},
-			streamAdmin(stream), streamRead(stream),
+			streamBind(stream), streamRead(stream),
 			[]string{
+				// EnsureStream and EnsureStateBucket may update them.
+				"$JS.API.STREAM.UPDATE." + stream,
+				"$JS.API.STREAM.UPDATE.KV_" + schema.StateBucket(stream),
 				"$JS.API.STREAM.PURGE." + stream,
 				"$JS.API.CONSUMER.CREATE." + stream,
 				"$JS.API.CONSUMER.CREATE." + stream + ".>",
@@ -82,12 +86,13 @@ func Permissions(role Role, stream string) *server.Permissions {
 	return &server.Permissions{Publish: all, Subscribe: all}
 }
 
-// streamAdmin creates, updates and describes the stream (schema.EnsureStream).
-func streamAdmin(stream string) []string {
+// streamBind describes the stream and creates it where it is missing
+// (schema.BindStream); creating an existing stream with another
+// configuration is refused by the server, so it changes nothing.
+func streamBind(stream string) []string {
 	return []string{
 		"$JS.API.STREAM.INFO." + stream,
 		"$JS.API.STREAM.CREATE." + stream,
-		"$JS.API.STREAM.UPDATE." + stream,
 	}
 }
 
@@ -100,14 +105,13 @@ func streamRead(stream string) []string {
 	}
 }
 
-// stateRead creates, updates or binds the state bucket (schema.EnsureStateBucket), gets a key and watches it
+// stateRead binds the state bucket or creates it where missing (schema.EnsureStateBucket), gets a key and watches it
 // (an ordered consumer on the bucket's stream).
 func stateRead(stream string) []string {
 	kv := "KV_" + schema.StateBucket(stream)
 	return []string{
 		"$JS.API.STREAM.INFO." + kv,
 		"$JS.API.STREAM.CREATE." + kv,
-		"$JS.API.STREAM.UPDATE." + kv,
 		"$JS.API.STREAM.MSG.GET." + kv,
 		"$JS.API.DIRECT.GET." + kv + ".>",
 		"$JS.API.CONSUMER.CREATE." + kv,

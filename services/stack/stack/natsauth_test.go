@@ -175,6 +175,15 @@ func TestStackWithPasswordsGivesEachRoleOnlyItsSubjects(t *testing.T) {
 	const d = 1500 * time.Millisecond
 	refused := map[string]func(ctx context.Context) error{
 		"ingester deletes the stream": func(ctx context.Context) error { return ijs.DeleteStream(ctx, "ROWS") },
+		"ingester changes the stream's limits": func(ctx context.Context) error {
+			cfg := schema.StreamConfig(schema.StreamOptions{Name: "ROWS", MaxBytes: 1 << 20})
+			_, err := ijs.UpdateStream(ctx, cfg)
+			return err
+		},
+		"ingester changes the state bucket": func(ctx context.Context) error {
+			_, err := ijs.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "ROWS_STATE", History: 1})
+			return err
+		},
 		"ingester purges the stream": func(ctx context.Context) error {
 			return purgeStream(ctx, ijs)
 		},
