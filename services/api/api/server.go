@@ -8,8 +8,9 @@
 //	...
 //	err = srv.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //
-// The api only reads DATA_DIR. It picks up a new generation, or records
-// appended to the current one, on the next request, and needs no restart.
+// The api only reads DATA_DIR and needs no restart to follow it: a new
+// generation is served by the next request, records appended to the current
+// one within store.HeaderFresh (100 ms).
 package api
 
 import (
@@ -81,6 +82,7 @@ type Server struct {
 	keys    *auth.Keys // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
+	conns   *addrConns
 	// routes are the metrics of each route pattern and of metrics.Unmatched,
 	// resolved once (see routeMetrics).
 	routes   map[string]*metrics.Route
@@ -111,7 +113,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := params.Dataset(cfg.Dataset); err != nil {
 		return nil, fmt.Errorf("api config: DATASET: %s", err.Message)
 	}
-	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln}
+	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln, conns: newAddrConns(cfg.MaxConnsPerAddr)}
 	s.store = store.New(cfg.DataDir, s.log)
 
 	if cfg.Auth == AuthOn {
@@ -228,6 +230,7 @@ func (s *Server) newApp() *fiber.App {
 		app.Use(s.observeRecoverNoBody)
 	}
 
+	app.Server().ConnState = s.conns.state
 	app.Get(routeFetch, s.authenticate, s.fetchData)
 	app.Get(routeDatasets, s.authenticate, s.listDatasets)
 	app.Get(routeDataset, s.authenticate, s.getDataset)
