@@ -53,6 +53,10 @@ type Config struct {
 	// closed. 0 turns the cap off (behind a proxy every client shares the
 	// proxy's address: raise it to the proxy's pool, or turn it off).
 	MaxConnsPerAddr int `envconfig:"API_MAX_CONNS_PER_ADDR" default:"128"`
+	// MaxGzip bounds the answers gzipped at once (each holds a compressor
+	// of about 0.5 MiB until its client has read it); an answer asked for
+	// with gzip beyond it is sent uncompressed.
+	MaxGzip int `envconfig:"API_MAX_GZIP" default:"32"`
 	// ReadTimeout bounds reading a request; WriteTimeout bounds writing a
 	// whole answer, so a stalled client releases its generation by then;
 	// IdleTimeout closes idle keep-alive connections.
@@ -109,6 +113,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxConns == 0 {
 		c.MaxConns = 1024
 	}
+	if c.MaxGzip == 0 {
+		c.MaxGzip = 32
+	}
 	setD(&c.KeysReload, 5*time.Second)
 	setD(&c.ReadTimeout, 10*time.Second)
 	setD(&c.WriteTimeout, 60*time.Second)
@@ -131,6 +138,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, fmt.Errorf("API_MAX_CONNS must be positive, got %d", c.MaxConns))
+	}
+	if c.MaxGzip < 0 {
+		errs = append(errs, fmt.Errorf("API_MAX_GZIP must be positive, got %d", c.MaxGzip))
 	}
 	if c.MaxConnsPerAddr < 0 {
 		errs = append(errs, fmt.Errorf("API_MAX_CONNS_PER_ADDR must not be negative (0 turns the cap off), got %d", c.MaxConnsPerAddr))

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,7 @@ type Server struct {
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
 	conns   *addrConns
+	gzip    slots // answers being gzipped (MaxGzip)
 	// routes are the metrics of each route pattern and of metrics.Unmatched,
 	// resolved once (see routeMetrics).
 	routes   map[string]*metrics.Route
@@ -113,7 +115,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := params.Dataset(cfg.Dataset); err != nil {
 		return nil, fmt.Errorf("api config: DATASET: %s", err.Message)
 	}
-	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln, conns: newAddrConns(cfg.MaxConnsPerAddr)}
+	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln, conns: &addrConns{max: cfg.MaxConnsPerAddr, open: make(map[netip.Addr]int)},
+		gzip: make(slots, cfg.MaxGzip)}
 	s.store = store.New(cfg.DataDir, s.log)
 
 	if cfg.Auth == AuthOn {
