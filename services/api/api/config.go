@@ -53,10 +53,10 @@ type Config struct {
 	// closed. 0 turns the cap off (behind a proxy every client shares the
 	// proxy's address: raise it to the proxy's pool, or turn it off).
 	MaxConnsPerAddr int `envconfig:"API_MAX_CONNS_PER_ADDR" default:"128"`
-	// MaxGzip bounds the answers gzipped at once (each holds a compressor
-	// of about 0.5 MiB until its client has read it); an answer asked for
-	// with gzip beyond it is sent uncompressed.
-	MaxGzip int `envconfig:"API_MAX_GZIP" default:"32"`
+	// MaxGzip bounds the answers gzipped at once (each holds about 1 MiB,
+	// compressor and buffers, until its client has read it); an answer
+	// asked for with gzip beyond it is sent uncompressed.
+	MaxGzip int `envconfig:"API_MAX_GZIP" default:"16"`
 	// ReadTimeout bounds reading a request; WriteTimeout bounds writing a
 	// whole answer, so a stalled client releases its generation by then;
 	// IdleTimeout closes idle keep-alive connections.
@@ -114,7 +114,7 @@ func (c Config) withDefaults() Config {
 		c.MaxConns = 1024
 	}
 	if c.MaxGzip == 0 {
-		c.MaxGzip = 32
+		c.MaxGzip = 16
 	}
 	setD(&c.KeysReload, 5*time.Second)
 	setD(&c.ReadTimeout, 10*time.Second)
