@@ -3,7 +3,7 @@
 // under DATA_DIR, and serves /healthz and /metrics on METRICS_ADDR.
 //
 // Configuration comes from the environment (NATS_URL, NATS_CREDS, STREAM,
-// DATA_DIR, KEEP_GENERATIONS, STREAM_REPLICAS, STREAM_MAX_BYTES, FSYNC,
+// DATA_DIR, KEEP_GENERATIONS, MAX_DATASETS, STREAM_REPLICAS, STREAM_MAX_BYTES, FSYNC,
 // METRICS_ADDR, LOG_LEVEL, LOG_FORMAT, WRITER_MEMORY_LIMIT, ...), and flags
 // override it. GOMAXPROCS defaults to 1 (svc.PipelineProcs says why). With --rebuild the writer removes the files it made and
 // rebuilds them from the stream.
@@ -64,6 +64,7 @@ func run(args []string) int {
 	fl.StringVar(&cfg.Stream, "stream", cfg.Stream, "JetStream stream of the rows (STREAM)")
 	fl.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "folder of the datasets (DATA_DIR)")
 	fl.IntVar(&cfg.KeepGenerations, "keep-generations", cfg.KeepGenerations, "complete generations kept per dataset (KEEP_GENERATIONS)")
+	fl.IntVar(&cfg.MaxDatasets, "max-datasets", cfg.MaxDatasets, "the most datasets kept; a begin for one more is refused (MAX_DATASETS)")
 	fl.StringVar(&cfg.Fsync, "fsync", cfg.Fsync, "batch, always or off (FSYNC)")
 	fl.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of /healthz and /metrics (METRICS_ADDR)")
 	fl.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (LOG_LEVEL)")

@@ -197,6 +197,7 @@ func TestRefusedSourcesPublishNothing(t *testing.T) {
 		"header not utf-8": {source: writeFile(t, "latin.csv", "caf\xe9\n1\n"), want: "latin.csv: has an unusable header line: line 1: column 1"},
 		"http 404":         {source: httpSrv.URL + "/gone.csv?token=secret", want: "/gone.csv: cannot be read: GET answered 404"},
 		"empty stdin":      {source: "-", stdin: "", want: "-: is empty"},
+		"header too large": {source: writeFile(t, "wide.csv", strings.Repeat("<", 2000)+",b\n1,2\n"), want: "wide.csv:1: header: out of bounds: field 1 is 2000 bytes long"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

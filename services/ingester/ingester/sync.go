@@ -111,6 +111,9 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	s.pub = publish.New(g.js, cfg.Dataset, publish.Options{Window: cfg.PublishWindow, GiveUp: cfg.PublishGiveUp, Log: g.log})
 	begin := schema.Begin{Version: schema.EnvelopeVersion, Dataset: cfg.Dataset, Sync: s.sync, Mode: cfg.Mode,
 		Fields: fields, Renamed: renamed, Source: res.Source, StartedAt: time.Now().UTC()}
+	if err := begin.Check(); err != nil { // the writer's bounds: it would refuse this begin
+		return res, reopenable, g.refused(ctx, fmt.Errorf("%s:%d: header: %w", in.Name, rd.Line(), err))
+	}
 	if err := s.publishJSON(ctx, schema.EventBegin, 0, begin); err != nil {
 		res, err = s.fail(ctx, res, start, err)
 		return res, reopenable, err

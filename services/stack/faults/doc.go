@@ -56,6 +56,20 @@
 //     its /healthz body (staying alive: 200), commits nothing, keeps a header that counts only whole
 //     records, survives a kill -9 while full, and once the tmpfs is grown
 //     commits exactly the CSV, byte for byte a clean writer's.
+//   - TestPoisonMessagesNeverStopTheWriter (issue 16): on a stack with
+//     KEEP_GENERATIONS=1 and MAX_DATASETS=1, each message that used to
+//     stop the writer for good (a begin whose fields need more than the
+//     1 MiB header once escaped, a begin with a 200 KiB sha256, an abort
+//     of 200 K of '<', an empty body under the largest headers JetStream
+//     stores, a begin for one dataset too many) and one message of every
+//     other refused class is published between two syncs of the real
+//     ingester: each time the second sync is current within 5 s, the
+//     message is counted once under its reason in
+//     rowpipe_writer_hostile_messages_total, and /fetch-data, read all the
+//     while, never answers 5xx.
+//   - BenchmarkWriterPeakRSSUnderLargeHeaders (a measurement, run by
+//     hand): bin/writer's peak RSS while it reads a backlog of 800
+//     messages with the largest headers JetStream stores.
 //   - FuzzAPIRequestParameters: fuzzed query strings, path dataset names
 //     and Accept headers on every data route never give a 5xx; a 4xx is
 //     always the JSON error body. Seeds run in go test; explore with

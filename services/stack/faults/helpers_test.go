@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // needBinaries builds bin/writer and bin/ingester (go build, so the build
 // cache makes it cheap after the first time) or fails the test.
-func needBinaries(t *testing.T) {
+func needBinaries(t testing.TB) {
 	t.Helper()
 	buildOnce.Do(func() {
 		if binDir, buildErr = os.MkdirTemp("", "rowpipe-faults-bin-"); buildErr != nil {
@@ -121,7 +121,7 @@ type proc struct {
 	err    error
 }
 
-func startProc(t *testing.T, name, bin string, env []string, args ...string) *proc {
+func startProc(t testing.TB, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
@@ -186,7 +186,7 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 }
 
 // startWriterProc runs bin/writer on dataDir against natsURL.
-func startWriterProc(t *testing.T, natsURL, dataDir string, extra ...string) *proc {
+func startWriterProc(t testing.TB, natsURL, dataDir string, extra ...string) *proc {
 	t.Helper()
 	env := append([]string{"NATS_URL=" + natsURL, "DATA_DIR=" + dataDir, "METRICS_ADDR=127.0.0.1:0", "LOG_LEVEL=info"}, extra...)
 	return startProc(t, "writer", writerBin, env)
@@ -217,7 +217,7 @@ func startWriter(t testing.TB, nc *nats.Conn, dataDir string) func() {
 	return stop
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !ok() {

@@ -32,6 +32,10 @@ type Config struct {
 	// on disk, the current one included (default 2). Stream messages that
 	// only older generations needed are purged.
 	KeepGenerations int `envconfig:"KEEP_GENERATIONS"`
+	// MaxDatasets is the most datasets the writer keeps (default 256): a
+	// begin for one more is refused (too_many_datasets). Each costs a
+	// folder, a state file and open descriptors for as long as it exists.
+	MaxDatasets int `envconfig:"MAX_DATASETS"`
 	// StreamReplicas and StreamMaxBytes configure the stream and the
 	// bucket when the writer creates or updates them (defaults 1 and
 	// schema.DefaultStreamMaxBytes).
@@ -76,6 +80,7 @@ func DefaultConfig() Config {
 		Stream:             schema.DefaultStream,
 		DataDir:            "./data",
 		KeepGenerations:    2,
+		MaxDatasets:        256,
 		StreamReplicas:     1,
 		StreamMaxBytes:     schema.DefaultStreamMaxBytes,
 		Fsync:              "batch",
@@ -107,6 +112,9 @@ func (c Config) withDefaults() Config {
 	if c.KeepGenerations == 0 {
 		c.KeepGenerations = d.KeepGenerations
 	}
+	if c.MaxDatasets == 0 {
+		c.MaxDatasets = d.MaxDatasets
+	}
 	if c.StreamReplicas == 0 {
 		c.StreamReplicas = d.StreamReplicas
 	}
@@ -137,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if c.KeepGenerations < 1 {
 		errs = append(errs, fmt.Errorf("KEEP_GENERATIONS=%d: keep at least 1 (the current generation)", c.KeepGenerations))
+	}
+	if c.MaxDatasets < 1 {
+		errs = append(errs, fmt.Errorf("MAX_DATASETS=%d: allow at least 1", c.MaxDatasets))
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("STREAM_REPLICAS=%d: use 1 to 5 (3 on a NATS cluster)", c.StreamReplicas))

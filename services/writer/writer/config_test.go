@@ -12,7 +12,7 @@ func TestZeroConfigGetsTheDefaults(t *testing.T) {
 	if got != DefaultConfig() {
 		t.Fatalf("Config{} with defaults = %+v, want %+v", got, DefaultConfig())
 	}
-	if got.Stream != schema.DefaultStream || got.StreamMaxBytes != schema.DefaultStreamMaxBytes || got.KeepGenerations != 2 || got.Fsync != "batch" {
+	if got.Stream != schema.DefaultStream || got.StreamMaxBytes != schema.DefaultStreamMaxBytes || got.KeepGenerations != 2 || got.MaxDatasets != 256 || got.Fsync != "batch" {
 		t.Errorf("defaults %+v", got)
 	}
 	if err := got.Validate(); err != nil {
@@ -22,9 +22,9 @@ func TestZeroConfigGetsTheDefaults(t *testing.T) {
 
 func TestValidateSaysWhichVariableToChange(t *testing.T) {
 	c := DefaultConfig()
-	c.KeepGenerations, c.Fsync, c.PullMaxBytes = 0, "sometimes", 100
+	c.KeepGenerations, c.MaxDatasets, c.Fsync, c.PullMaxBytes = 0, -1, "sometimes", 100
 	err := c.Validate()
-	for _, want := range []string{"KEEP_GENERATIONS", "FSYNC", "PULL_MAX_BYTES"} {
+	for _, want := range []string{"KEEP_GENERATIONS", "MAX_DATASETS", "FSYNC", "PULL_MAX_BYTES"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to name %s", err, want)
 		}

@@ -295,12 +295,12 @@ func TestHostileMessagesAreNeverWritten(t *testing.T) {
 	for _, reason := range []string{"bad_envelope", "bad_subject", "bad_body", "oversize", "outside_sync", "unknown_version"} {
 		n := counter(t, w.w.m.Hostile.WithLabelValues(reason))
 		if n == 0 {
-			t.Errorf("rejected_messages_total{reason=%q} = 0", reason)
+			t.Errorf("hostile_messages_total{reason=%q} = 0", reason)
 		}
 		total += n
 	}
 	if total != 12 {
-		t.Errorf("rejected_messages_total adds up to %v, want 12", total)
+		t.Errorf("hostile_messages_total adds up to %v, want 12", total)
 	}
 }
 

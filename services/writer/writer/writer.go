@@ -286,31 +286,18 @@ func (w *Writer) applyBatch(ctx context.Context, batch []consume.Msg) error {
 	touched := map[*dataset.Dataset]bool{}
 	for i := range batch {
 		m := &batch[i]
-		name, dm, err := route(m)
-		if err != nil {
-			w.refuse(m, err)
+		d, fresh, dm, err := w.datasetFor(ctx, m)
+		if err == nil {
+			err = w.retry(ctx, "apply", func() error { return d.Apply(ctx, dm) })
+		}
+		if r, ok := schema.RefusalOf(err); ok {
+			w.refuse(m, r)
+			if fresh {
+				w.dropDataset(d)
+			}
 			continue
 		}
-		d := w.datasets[name]
-		if d == nil {
-			if dm.Env.Event != schema.EventBegin {
-				w.refuse(m, &dataset.HostileError{Reason: dataset.ReasonOutsideSync,
-					Err: fmt.Errorf("%s of sync %s on dataset %s, which has no open sync", dm.Env.Event, dm.Env.Sync, name)})
-				continue
-			}
-			if err := w.retry(ctx, "open dataset "+name, func() (err error) {
-				d, err = w.openDataset(ctx, name)
-				return err
-			}); err != nil {
-				return err
-			}
-		}
-		err = w.retry(ctx, "apply", func() error { return d.Apply(ctx, dm) })
-		var h *dataset.HostileError
-		switch {
-		case errors.As(err, &h):
-			w.refuse(m, err)
-		case err != nil:
+		if err != nil {
 			return err
 		}
 		touched[d] = true
@@ -323,7 +310,7 @@ func (w *Writer) applyBatch(ctx context.Context, batch []consume.Msg) error {
 	return nil
 }
 
-// retry runs f until it succeeds, returns a *dataset.HostileError, or ctx
+// retry runs f until it succeeds, returns a *schema.Refusal, or ctx
 // is cancelled; between attempts it waits, doubling from 100ms to 30s, and
 // reports the failure in Healthy and the metrics.
 func (w *Writer) retry(ctx context.Context, what string, f func() error) error {
@@ -331,8 +318,7 @@ func (w *Writer) retry(ctx context.Context, what string, f func() error) error {
 	failed := false
 	for {
 		err := f()
-		var h *dataset.HostileError
-		if err == nil || errors.As(err, &h) {
+		if _, refused := schema.RefusalOf(err); err == nil || refused {
 			if failed {
 				w.log.Info("recovered", "what", what)
 				w.setHealth(nil)
@@ -370,42 +356,6 @@ func errorKind(err error) string {
 		return "io"
 	}
 	return "other"
-}
-
-// route checks a message's subject and envelope.
-func route(m *consume.Msg) (string, dataset.Msg, error) {
-	name, err := schema.DatasetOf(m.Subject)
-	if err != nil {
-		return "", dataset.Msg{}, &dataset.HostileError{Reason: "bad_subject", Err: err}
-	}
-	env, err := schema.ParseEnvelope(m.Header)
-	if err != nil {
-		return "", dataset.Msg{}, &dataset.HostileError{Reason: "bad_envelope", Err: err}
-	}
-	if len(m.Data) > schema.MaxMessageBytes {
-		return "", dataset.Msg{}, &dataset.HostileError{Reason: dataset.ReasonOversize, Err: fmt.Errorf("body of %d bytes", len(m.Data))}
-	}
-	return name, dataset.Msg{Seq: m.Seq, Time: m.Time, Env: env, Body: m.Data}, nil
-}
-
-// refuse logs (rate-limited) and counts a message that is never written.
-func (w *Writer) refuse(m *consume.Msg, err error) {
-	reason := "other"
-	var h *dataset.HostileError
-	if errors.As(err, &h) {
-		reason = h.Reason
-	}
-	w.m.Hostile.WithLabelValues(reason).Inc()
-	if n, ok := w.hostileLog.allow(); ok {
-		w.log.Warn("refused a message; not written", "seq", m.Seq, "subject", truncate(m.Subject, 80), "reason", reason, "err", err, "suppressed", n)
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 func (w *Writer) connectStream(ctx context.Context) (*jetstream.StreamInfo, error) {
@@ -489,6 +439,10 @@ func (w *Writer) openDatasets(ctx context.Context) error {
 		if _, err := w.openDataset(ctx, e.Name()); err != nil {
 			return err
 		}
+	}
+	if n := len(w.datasets); n > w.cfg.MaxDatasets {
+		w.log.Warn("DATA_DIR holds more datasets than MAX_DATASETS: all are kept, and a begin for a new one is refused",
+			"datasets", n, "max_datasets", w.cfg.MaxDatasets)
 	}
 	return nil
 }

@@ -334,7 +334,7 @@ func TestLateCopiesOfAFinishedSyncChangeNothing(t *testing.T) {
 	}
 	for _, reason := range []string{"outside_sync", "bad_begin"} {
 		if n := counter(t, w.w.m.Hostile.WithLabelValues(reason)); n != 0 {
-			t.Errorf("rejected_messages_total{reason=%q} = %v", reason, n)
+			t.Errorf("hostile_messages_total{reason=%q} = %v", reason, n)
 		}
 	}
 }

@@ -13,7 +13,8 @@
 // Memory is bounded whatever the stream holds: the fetch's buffer (at
 // most BatchMax messages and PullMaxBytes), plus the messages handed over
 // and not yet released (the channel and the batch being applied), at most
-// BudgetBytes (one larger message still passes, alone).
+// BudgetBytes (one larger message still passes, alone), counting each
+// message's subject and headers as well as its body.
 package consume
 
 import (
@@ -25,6 +26,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
 // Msg is one stream message as the writer needs it.
@@ -35,6 +37,10 @@ type Msg struct {
 	Header  nats.Header
 	Data    []byte
 	Pending uint64 // messages in the stream after this one (for the lag)
+	// Size is what the message holds: subject, headers and body. The
+	// byte budget counts it, so a message of large headers and an empty
+	// body is not free.
+	Size int
 }
 
 // Config says where to start and how much to hold.
@@ -154,8 +160,9 @@ func (c *Consumer) read(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		Seq: meta.Sequence.Stream, Time: meta.Timestamp, Subject: m.Subject(),
 		Header: m.Headers(), Data: m.Data(), Pending: meta.NumPending,
 	}
-	c.trail.read(msg.Seq, len(msg.Data), msg.Pending, time.Now())
-	if !c.budget.acquire(len(msg.Data)) {
+	msg.Size = len(msg.Data) + schema.EnvelopeSize(msg.Subject, msg.Header)
+	c.trail.read(msg.Seq, msg.Size, msg.Pending, time.Now())
+	if !c.budget.acquire(msg.Size) {
 		return
 	}
 	select {
@@ -181,7 +188,7 @@ func (c *Consumer) Next(ctx context.Context, dst []Msg) ([]Msg, error) {
 	case <-ctx.Done():
 		return dst, ctx.Err()
 	}
-	held := len(dst[len(dst)-1].Data)
+	held := dst[len(dst)-1].Size
 	for len(dst) < c.cfg.BatchMax {
 		var m Msg
 		select {
@@ -197,7 +204,7 @@ func (c *Consumer) Next(ctx context.Context, dst []Msg) ([]Msg, error) {
 			}
 		}
 		dst = append(dst, m)
-		held += len(m.Data)
+		held += m.Size
 	}
 	return dst, nil
 }
@@ -229,7 +236,7 @@ func (c *Consumer) linger(ctx context.Context) (Msg, bool) {
 func (c *Consumer) Release(batch []Msg) {
 	n := 0
 	for _, m := range batch {
-		n += len(m.Data)
+		n += m.Size
 	}
 	c.budget.release(n)
 }

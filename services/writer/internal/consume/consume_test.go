@@ -3,9 +3,11 @@ package consume
 import (
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
@@ -114,5 +116,50 @@ func TestStartFromASequenceAndStop(t *testing.T) {
 	}
 	if _, err := c.Next(ctx, nil); err == nil {
 		t.Error("Next after Stop returned no error")
+	}
+}
+
+// TestTheBudgetCountsHeaders publishes messages of large headers and empty
+// bodies: the bytes handed out and not released stay within the budget,
+// counted as subject, headers and body (as one message alone may exceed it).
+func TestTheBudgetCountsHeaders(t *testing.T) {
+	ctx, js, _ := rowsStream(t, 30*time.Second)
+	const n, headerBytes = 40, 60 << 10 // JetStream takes at most 64 KiB of headers
+	for i := 0; i < n; i++ {
+		m := nats.NewMsg(schema.Subject("products"))
+		m.Header.Set("X-Junk", strings.Repeat("h", headerBytes))
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const budget = 256 << 10
+	c, err := Start(ctx, js, Config{Stream: schema.DefaultStream, BatchMax: 500, PullMaxBytes: 2 << 20, BudgetBytes: budget},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	got := 0
+	for got < n {
+		batch, err := c.Next(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := 0
+		for _, m := range batch {
+			if m.Size < headerBytes {
+				t.Fatalf("sequence %d: Size %d, its headers alone are %d bytes", m.Seq, m.Size, headerBytes)
+			}
+			held += m.Size
+		}
+		// Let the reader fill the budget, then count what is out: the
+		// batch and the messages waiting in the channel.
+		time.Sleep(20 * time.Millisecond)
+		out := held + len(c.ch)*batch[0].Size
+		if out > budget+batch[0].Size {
+			t.Fatalf("%d bytes handed out and not released (a batch of %d messages and %d waiting), budget %d", out, len(batch), len(c.ch), budget)
+		}
+		got += len(batch)
+		c.Release(batch)
 	}
 }

@@ -73,10 +73,10 @@ func TestNextDoesNotWaitAtTheHead(t *testing.T) {
 func TestNextStopsAtHalfTheBudget(t *testing.T) {
 	c := nextOver(50, 1000)
 	for seq := uint64(1); seq <= 3; seq++ {
-		c.ch <- Msg{Seq: seq, Data: make([]byte, 200), Pending: 100}
+		c.ch <- Msg{Seq: seq, Data: make([]byte, 200), Size: 200, Pending: 100}
 	}
 	// A message that comes later, while Next would still be lingering.
-	time.AfterFunc(500*time.Millisecond, func() { c.ch <- Msg{Seq: 4, Data: make([]byte, 200), Pending: 99} })
+	time.AfterFunc(500*time.Millisecond, func() { c.ch <- Msg{Seq: 4, Data: make([]byte, 200), Size: 200, Pending: 99} })
 	batch, err := c.Next(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)

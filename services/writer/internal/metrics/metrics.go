@@ -39,7 +39,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "duplicate_rows_total", Help: "Row messages skipped because their row index was already written."}, []string{"dataset"}),
 		Hostile: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "rejected_messages_total", Help: "Messages refused as not rowpipe's (bad subject, envelope, body, size, or outside a sync) and never written."}, []string{"reason"}),
+			Name: "hostile_messages_total", Help: "Messages refused and never written: a failure the same message would cause again (bad subject, envelope or body, out of bounds, outside a sync, too many datasets)."}, []string{"reason"}),
 		Syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "syncs_total", Help: "Syncs finished, by outcome."}, []string{"outcome"}),
 		Generations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
