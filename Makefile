@@ -12,7 +12,7 @@ SHARED   ?= ../shared
 # make run: a dev stack on this machine, with the shipped sample ingested.
 RUN_FLAGS ?= --dev --ingest samples/products.csv
 
-.PHONY: all build run test test-race fuzz bench acceptance compose-test lint clean $(SERVICES:%=$(BIN)/%)
+.PHONY: all build run test test-browser console-screenshots test-race fuzz bench acceptance compose-test lint clean $(SERVICES:%=$(BIN)/%)
 
 all: build
 
@@ -25,9 +25,29 @@ $(SERVICES:%=$(BIN)/%): $(BIN)/%:
 run: build
 	./$(BIN)/stack $(RUN_FLAGS)
 
-# Every module's tests, including each fuzz target's seed corpus.
+# Every module's tests, including each fuzz target's seed corpus, then the
+# console's browser tests.
 test:
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -count=1 ./...); done
+	@$(MAKE) --no-print-directory test-browser
+
+# The web console in a real browser: Playwright (npm's playwright-core, pinned
+# by e2e/package-lock.json) drives Debian's chromium (apt-get install
+# chromium; .ci/run does) against a real bin/stack. Screenshots and the
+# stack's log go to e2e/output/.
+CHROMIUM ?= /usr/bin/chromium
+test-browser: build
+	@echo "== e2e (console in $(CHROMIUM))"
+	@command -v npm >/dev/null || { echo "test-browser needs Node.js 20+ and npm (apt-get install nodejs npm)"; exit 1; }
+	@test -x $(CHROMIUM) || { echo "test-browser needs chromium at $(CHROMIUM): apt-get install chromium, or set CHROMIUM"; exit 1; }
+	cd e2e && npm ci --no-audit --no-fund --loglevel=error && CHROMIUM=$(CHROMIUM) npm test
+
+# The README's console screenshots (docs/console/*.png), from the browser
+# tests; Debian's pngquant, when present, makes them a third of the size.
+console-screenshots: build
+	cd e2e && npm ci --no-audit --no-fund --loglevel=error && CHROMIUM=$(CHROMIUM) E2E_UPDATE_DOCS=1 npm test
+	@if command -v pngquant >/dev/null; then pngquant --force --skip-if-larger --quality=70-95 --ext .png docs/console/*.png; \
+	else echo "pngquant not found (apt-get install pngquant): docs/console/*.png left as chromium wrote them"; fi
 
 test-race:
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -race -count=1 ./...); done

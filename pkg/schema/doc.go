@@ -3,8 +3,8 @@
 // stream (event kinds, headers, Nats-Msg-Id, begin/end/abort/reject bodies),
 // the record encoding (one CSV record as one compact JSON object), the
 // fixed-size metadata header that opens every NDJSON generation file, the
-// offset index beside it, the file names under DATA_DIR, and the dataset
-// state the writer publishes for ingesters.
+// offset index beside it, the rejects file kept beside it, the file names
+// under DATA_DIR, and the dataset state the writer publishes for ingesters.
 //
 // Nothing else in the repository formats these bytes by hand. Each format has
 // a short document under docs/ (a diagram, its version, its checksum rule and

@@ -165,7 +165,7 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 		return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 5 * time.Second,
 			Message: "the data directory cannot be read; see /readyz", Err: err}
 	}
-	list := make([]metadataBody, 0, min(p.Limit, len(names)))
+	list := make([]datasetItem, 0, min(p.Limit, len(names)))
 	next := -1
 	for i := p.Offset; i < len(names); i++ {
 		if len(list) == p.Limit {
@@ -179,7 +179,7 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 			}
 			continue
 		}
-		list = append(list, metadataOf(lease.Header))
+		list = append(list, s.datasetItem(names[i], metadataOf(lease.Header)))
 		lease.Release()
 	}
 	var nextOffset *int
@@ -189,10 +189,10 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderCacheControl, "private, no-cache")
 	return c.JSON(struct {
-		Datasets   []metadataBody `json:"datasets"`
-		Offset     int            `json:"offset"`
-		Limit      int            `json:"limit"`
-		NextOffset *int           `json:"next_offset"`
+		Datasets   []datasetItem `json:"datasets"`
+		Offset     int           `json:"offset"`
+		Limit      int           `json:"limit"`
+		NextOffset *int          `json:"next_offset"`
 	}{list, p.Offset, p.Limit, nextOffset})
 }
 

@@ -35,7 +35,13 @@ func (s *Server) observe(c *fiber.Ctx, next func(*fiber.Ctx) error) error {
 		if !resp.IsBodyStream() {
 			n = len(resp.Body())
 		}
-		s.routeMetrics(c.Route().Path).Observe(resp.StatusCode(), int64(n), time.Since(c.Context().Time()))
+		route := c.Route().Path
+		if route == routeConsole && c.Path() != routeConsole {
+			// No route answered: the chain ended in the middleware, whose
+			// path "/" is also the console's route.
+			route = metrics.Unmatched
+		}
+		s.routeMetrics(route).Observe(resp.StatusCode(), int64(n), time.Since(c.Context().Time()))
 	}
 	return nil
 }

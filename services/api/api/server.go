@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
+	"github.com/rowpipe/rowpipe/services/api/internal/console"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
@@ -90,6 +91,7 @@ type Server struct {
 	routes   map[string]*metrics.Route
 	gatherer prometheus.Gatherer
 	openapi  []byte
+	console  *console.Console
 
 	lnMu      sync.Mutex
 	ln        net.Listener
@@ -172,6 +174,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)
 	}
+	if s.console, err = console.New(); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	s.app = s.newApp()
 	return s, nil
 }
@@ -182,15 +187,18 @@ const (
 	routeDatasets = "/datasets"
 	routeDataset  = "/datasets/:name"
 	routeRecords  = "/datasets/:name/records"
+	routeRejects  = "/datasets/:name/rejects"
 	routeHealthz  = "/healthz"
 	routeReadyz   = "/readyz"
 	routeMetrics  = "/metrics"
 	routeOpenAPI  = "/openapi.json"
+	routeConsole  = console.PageRoute
+	routeFile     = console.FileRoute
 )
 
 var knownRoutes = []string{
-	routeFetch, routeDatasets, routeDataset, routeRecords,
-	routeHealthz, routeReadyz, routeMetrics, routeOpenAPI,
+	routeFetch, routeDatasets, routeDataset, routeRecords, routeRejects,
+	routeHealthz, routeReadyz, routeMetrics, routeOpenAPI, routeConsole, routeFile,
 }
 
 // requestBodyLimit is the largest request body fasthttp reads before
@@ -238,12 +246,14 @@ func (s *Server) newApp() *fiber.App {
 	app.Get(routeDatasets, s.authenticate, s.listDatasets)
 	app.Get(routeDataset, s.authenticate, s.getDataset)
 	app.Get(routeRecords, s.authenticate, s.getRecords)
+	app.Get(routeRejects, s.authenticate, s.getRejects)
 	app.Get(routeHealthz, s.healthz)
 	app.Get(routeReadyz, s.readyz)
 	if s.cfg.MetricsAddr == "" {
 		app.Get(routeMetrics, adaptor.HTTPHandler(s.metricsHandler()))
 	}
 	app.Get(routeOpenAPI, s.openapiDoc)
+	s.console.Register(app)
 	return app
 }
 

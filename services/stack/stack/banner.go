@@ -13,6 +13,7 @@ func printBanner(w io.Writer, addr net.Addr, devKey string, haveKeys bool, datas
 	base := "http://" + hostForURL(addr)
 	fmt.Fprintf(w, "\nrowpipe is running\n")
 	fmt.Fprintf(w, "  api        %s   (OpenAPI: %s/openapi.json)\n", base, base)
+	fmt.Fprintf(w, "  console    %s/   (open it in a browser; it asks for the key)\n", base)
 	switch {
 	case natsURL != "" && natsAuth:
 		fmt.Fprintf(w, "  nats       %s   (log in as ingester or admin: NATS_USER, and NATS_PASSWORD from NATS_INGESTER_PASSWORD or NATS_ADMIN_PASSWORD)\n", natsURL)

@@ -235,7 +235,8 @@ func TestDevModeMakesAKeyKeepsItAndPrintsACurlLine(t *testing.T) {
 	}
 	key := strings.TrimSpace(string(raw))
 	banner := out.String()
-	for _, want := range []string{key, "curl -H 'X-API-Key: " + key + "'", "http://" + s.APIAddr().String()} {
+	console := "http://" + s.APIAddr().String() + "/"
+	for _, want := range []string{key, "curl -H 'X-API-Key: " + key + "'", "console    " + console} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}
@@ -245,6 +246,9 @@ func TestDevModeMakesAKeyKeepsItAndPrintsACurlLine(t *testing.T) {
 	}
 	if code, _ := get(t, "http://"+s.APIAddr().String()+"/datasets", ""); code != http.StatusUnauthorized {
 		t.Fatalf("dev mode serves without a key: status %d", code)
+	}
+	if code, body := get(t, console, ""); code != http.StatusOK || !strings.Contains(string(body), "rowpipe console") {
+		t.Fatalf("the printed console URL: %d %.200s", code, body)
 	}
 	cancel()
 	if err := s.Wait(); err != nil {

@@ -102,6 +102,10 @@ func Document(o Options) ([]byte, error) {
 		param("dataset", "query", "Dataset; default "+strconv.Quote(o.DefaultDataset)+" (DATASET).", datasetPattern, false),
 		param("metadata_only", "query", "true: the generation's metadata instead of records.", obj{"type": "boolean"}, false),
 	}, pageParams...)
+	str := obj{"type": "string"}
+	html := func(desc string) obj {
+		return obj{"description": desc, "content": obj{"text/html": obj{"schema": str}}}
+	}
 	plain := func(desc string) obj {
 		return obj{"description": desc, "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}
 	}
@@ -117,6 +121,12 @@ func Document(o Options) ([]byte, error) {
 			with(dataErrors, obj{"200": jsonResp("The generation's metadata.", "Metadata")}), true)),
 		"/datasets/{name}/records": getHead(op("getRecords", "/datasets/{name}/records: a page of records", append([]any{pathName}, pageParams...),
 			with(dataErrors, obj{"200": pageOK}), true)),
+		"/datasets/{name}/rejects": getHead(op("getRejects", "/datasets/{name}/rejects: a page of the rows a generation refused", []any{pathName, pageParams[0], pageParams[1], pageParams[2]},
+			with(dataErrors, obj{"200": jsonResp("One page of rejects, in the order the writer kept them (source line order within a sync). A page at offset N reads the N rejects before it.", "RejectPage")}), true)),
+		"/": getHead(op("console", "/: the web console (HTML; the data it shows needs a key)", nil,
+			obj{"200": html("The console's page. Its scripts and styles are served under /console/.")}, false)),
+		"/console/{file}": getHead(op("consoleFile", "/console/{file}: a static file of the web console", []any{param("file", "path", "A file the console's page refers to.", str, true)},
+			obj{"200": obj{"description": "The file (JavaScript, CSS or SVG)."}, "304": obj{"description": "Not modified (If-None-Match matched the ETag)."}, "404": errResp("No such file.")}, false)),
 		"/healthz": getHead(op("healthz", "/healthz: the process is alive", nil,
 			obj{"200": jsonResp("Alive.", "Status")}, false)),
 		"/readyz": getHead(op("readyz", "/readyz: the writer beside this api has caught up with the stream", nil,
@@ -126,7 +136,6 @@ func Document(o Options) ([]byte, error) {
 		"/openapi.json": getHead(op("openapi", "/openapi.json: this document", nil,
 			obj{"200": obj{"description": "OpenAPI 3 document.", "content": obj{"application/json": obj{"schema": obj{"type": "object"}}}}}, false)),
 	}
-	str := obj{"type": "string"}
 	integer := obj{"type": "integer", "minimum": 0}
 	schemas := obj{
 		"Page": obj{
@@ -137,6 +146,26 @@ func Document(o Options) ([]byte, error) {
 				"dataset": str, "generation": integer, "count": integer, "offset": integer, "limit": integer, "returned": integer,
 				"next_offset": obj{"type": "integer", "nullable": true, "description": "null on the last page"},
 				"data":        obj{"type": "array", "items": ref("Record")},
+			},
+		},
+		"RejectPage": obj{
+			"type":        "object",
+			"description": "The records' page envelope over rejects; count is the generation's rejected rows.",
+			"required":    []string{"dataset", "generation", "count", "offset", "limit", "returned", "next_offset", "data"},
+			"properties": obj{
+				"dataset": str, "generation": integer, "count": integer, "offset": integer, "limit": integer, "returned": integer,
+				"next_offset": obj{"type": "integer", "nullable": true, "description": "null on the last page"},
+				"data":        obj{"type": "array", "items": ref("Reject")},
+			},
+		},
+		"Reject": obj{
+			"type": "object", "required": []string{"line", "reason", "error"},
+			"properties": obj{
+				"line":   obj{"type": "integer", "minimum": 0, "description": "Line of the source where the refused row starts, 1-based (0 only for a stand-in: reason \"unreadable reject\")."},
+				"column": obj{"type": "integer", "minimum": 1, "description": "1-based column of the problem; absent when it is about the whole row."},
+				"reason": obj{"type": "string", "description": "A short stable phrase: \"wrong number of fields\", \"broken quoting\", \"invalid UTF-8\", \"record too large\"."},
+				"error":  obj{"type": "string", "maxLength": schema.RejectErrorMax, "description": "The full message; it names the source by its base name."},
+				"raw":    obj{"type": "string", "maxLength": schema.RejectRawMax, "description": "The start of the row's text, for a person to read."},
 			},
 		},
 		"Record": obj{"type": "object", "description": "One CSV row: the header names (made unique) in header order, string values.", "additionalProperties": str},
@@ -154,8 +183,22 @@ func Document(o Options) ([]byte, error) {
 			},
 		},
 		"DatasetList": obj{"type": "object", "required": []string{"datasets", "offset", "limit", "next_offset"}, "properties": obj{
-			"datasets": obj{"type": "array", "items": ref("Metadata")}, "offset": obj{"type": "integer"}, "limit": obj{"type": "integer"},
+			"datasets": obj{"type": "array", "items": obj{"allOf": []any{ref("Metadata"), obj{
+				"type": "object", "properties": obj{"building": ref("Building")},
+			}}}}, "offset": obj{"type": "integer"}, "limit": obj{"type": "integer"},
 			"next_offset": obj{"type": []string{"integer", "null"}}}},
+		"Building": obj{
+			"type":        "object",
+			"description": "The sync in progress, as its files show it: a replace generation newer than the current one, still building. Absent when there is none.",
+			"properties": obj{
+				"generation": integer, "sync": str,
+				"count":      obj{"type": "integer", "minimum": 0, "description": "Rows written so far; the total is known only when the sync ends."},
+				"rejected":   integer,
+				"source":     obj{"type": "object", "properties": obj{"name": str, "size": obj{"type": "integer"}, "sha256": str}},
+				"started_at": obj{"type": "string", "format": "date-time"},
+				"updated_at": obj{"type": "string", "format": "date-time"},
+			},
+		},
 		"Status": obj{"type": "object", "properties": obj{"status": str}, "additionalProperties": true},
 		"Error": obj{
 			"type": "object", "required": []string{"error"},

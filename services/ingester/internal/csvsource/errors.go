@@ -3,6 +3,9 @@ package csvsource
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"path"
+	"path/filepath"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
@@ -40,8 +43,10 @@ type RowError struct {
 
 // Error reads "<file>:<line>: <reason>: <detail>", the form compilers use,
 // so editors and grep find the line.
-func (e *RowError) Error() string {
-	s := fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+func (e *RowError) Error() string { return e.message(e.File) }
+
+func (e *RowError) message(file string) string {
+	s := fmt.Sprintf("%s:%d: %v", file, e.Line, e.Err)
 	if e.Detail != "" {
 		s += ": " + e.Detail
 	}
@@ -51,9 +56,25 @@ func (e *RowError) Error() string {
 // Unwrap returns the reason, for errors.Is.
 func (e *RowError) Unwrap() error { return e.Err }
 
-// Reject returns the body of the reject message for e.
+// Reject returns the body of the reject message for e. Its Error names the
+// source by its base name ("bad.csv:3: ..."): the message is kept and
+// served to others, who have no business with the directories of the
+// machine that ran the ingester.
 func (e *RowError) Reject() schema.Reject {
-	return schema.Reject{Line: e.Line, Column: e.Column, Reason: e.Err.Error(), Error: e.Error(), Raw: e.Raw}
+	return schema.Reject{Line: e.Line, Column: e.Column, Reason: e.Err.Error(), Error: e.message(baseName(e.File)), Raw: e.Raw}
+}
+
+// baseName is the last element of a file path or of a URL's path ("-"
+// stays "-").
+func baseName(name string) string {
+	p := filepath.ToSlash(name)
+	if u, err := url.Parse(name); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		p = u.Path
+	}
+	if b := path.Base(p); b != "." && b != "/" {
+		return b
+	}
+	return name
 }
 
 // Reasons a whole source is refused before anything is published. Each is

@@ -37,7 +37,7 @@ const bufSize = 128 << 10
 const maxHeaderFields = 1 << 16
 
 // rawLen is how much of a rejected row's text goes into RowError.Raw.
-const rawLen = 256
+const rawLen = schema.RejectRawMax
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 

@@ -180,8 +180,30 @@ func TestRowErrorNamesFileAndLine(t *testing.T) {
 	if got, want := err.Error(), "data/products.csv:3: wrong number of fields: 1 fields, want 2"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-	if rj := re.Reject(); rj.Line != 3 || rj.Reason != "wrong number of fields" || rj.Raw != "3" {
-		t.Errorf("Reject() = %+v", rj)
+	if rj := re.Reject(); rj.Line != 3 || rj.Reason != "wrong number of fields" || rj.Raw != "3" ||
+		rj.Error != "products.csv:3: wrong number of fields: 1 fields, want 2" {
+		t.Errorf("Reject() = %+v, want the error to name products.csv by its base name", rj)
+	}
+}
+
+// TestRejectNamesTheSourceByItsBaseName: a reject is kept and served to
+// others, so it never carries a directory of the ingester's machine.
+func TestRejectNamesTheSourceByItsBaseName(t *testing.T) {
+	for name, want := range map[string]string{
+		"/home/ana/exports/bad.csv": "bad.csv:3: ",
+		"exports/bad.csv":           "bad.csv:3: ",
+		"bad.csv":                   "bad.csv:3: ",
+		"-":                         "-:3: ",
+		"https://shop.example/exports/orders.csv": "orders.csv:3: ",
+		"https://shop.example/":                   "https://shop.example/:3: ",
+	} {
+		re := &RowError{File: name, Line: 3, Err: ErrFieldCount}
+		if got := re.Reject().Error; !strings.HasPrefix(got, want) {
+			t.Errorf("source %q: reject error %q, want it to start %q", name, got, want)
+		}
+		if got := re.Error(); !strings.HasPrefix(got, name+":3: ") {
+			t.Errorf("source %q: Error() = %q, want the name as given (for the person who ran it)", name, got)
+		}
 	}
 }
 
