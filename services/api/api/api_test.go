@@ -20,7 +20,6 @@ import (
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
-	"github.com/rowpipe/rowpipe/services/api/internal/store"
 )
 
 // proto is the acceptance suite's shared fixture: 25 records.
@@ -403,8 +402,6 @@ func TestPinnedGenerationUntilPrunedThen410(t *testing.T) {
 	wantError(t, h.get("/fetch-data?dataset=gens&generation=x"), 400, "generation")
 }
 
-// A new generation is served by the next request; an append within
-// store.HeaderFresh.
 func TestNewGenerationWithoutRestartAndAppendsAsTheyLand(t *testing.T) {
 	h := start(t, nil)
 	h.publish(datadirtest.Gen{Dataset: "live", Generation: 1, Rows: 3})
@@ -418,7 +415,6 @@ func TestNewGenerationWithoutRestartAndAppendsAsTheyLand(t *testing.T) {
 		t.Fatal(o)
 	}
 	datadirtest.Append(t, h.dataDir, g, hdr, 5)
-	time.Sleep(store.HeaderFresh)
 	a := h.get("/fetch-data?dataset=live")
 	if want := envelope("live", 4, 7, 0, 10, 7, "null", lines(t, g, 0, 7)); string(a.body) != want {
 		t.Fatalf("after appending:\n got %s\nwant %s", a.body, want)

@@ -23,10 +23,6 @@ type handle struct {
 	idx      *os.File
 	index    *schema.Index
 	hdr      atomic.Pointer[snapshot]
-	// hdrRead is when the header was last read from the file, in
-	// nanoseconds on the store's monotonic clock (Store.now); 0 makes the
-	// next lease read it.
-	hdrRead atomic.Int64
 
 	// refs counts the leases, plus one while the handle is cached; the
 	// files close when it reaches 0.
@@ -118,16 +114,11 @@ func (s *Store) firstHeader(f *os.File) (schema.Header, error) {
 
 var headerBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// readHeader returns h's header: the one last read while that read is
-// less than the store's header freshness old, else the header block read
-// again and decoded if its bytes changed (their checksum checked; a torn
-// read is read again).
+// readHeader reads h's header block and returns it decoded: the last
+// decoded header while the bytes are the same, else the bytes decoded
+// (their checksum checked; a torn read is read again).
 func (h *handle) readHeader() (*schema.Header, error) {
 	snap := h.hdr.Load()
-	now := h.store.now()
-	if read := h.hdrRead.Load(); snap.raw != nil && read != 0 && now-read < int64(h.store.fresh) {
-		return &snap.h, nil
-	}
 	size := snap.size
 	bp := headerBufs.Get().(*[]byte)
 	defer headerBufs.Put(bp)
@@ -140,7 +131,6 @@ func (h *handle) readHeader() (*schema.Header, error) {
 			return nil, fmt.Errorf("%w: read the header of %s: %v", ErrUnavailable, h.dataPath, err)
 		}
 		if bytes.Equal(buf, snap.raw) {
-			h.hdrRead.Store(now)
 			return &snap.h, nil
 		}
 		hdr, err := schema.DecodeHeader(buf)
@@ -150,7 +140,6 @@ func (h *handle) readHeader() (*schema.Header, error) {
 			}
 			snap = &snapshot{raw: bytes.Clone(buf), size: size, h: hdr}
 			h.hdr.Store(snap)
-			h.hdrRead.Store(now)
 			return &snap.h, nil
 		}
 		if !errors.Is(err, schema.ErrHeaderTorn) || attempt+1 >= tornAttempts {

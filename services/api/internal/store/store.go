@@ -20,13 +20,9 @@
 //     at least once per Recheck; pruned or replaced files are closed once
 //     their last lease is released (an unlinked file stays readable while
 //     open).
-//   - the header: read whole (one read of its fixed size) when the last
-//     read is HeaderFresh old or older, and decoded only when its bytes
-//     changed. An append's new count is served at most HeaderFresh after the
-//     writer rewrote the header; a generation CURRENT names anew is read at
-//     once, its header with it. A torn read (checksum mismatch) is read
-//     again; a record or index read that fails makes the next Acquire read
-//     the header again.
+//   - the header: read whole on every Acquire (one read of its fixed size)
+//     and decoded only when its bytes changed, so an append is served by the
+//     next request. A torn read (checksum mismatch) is read again.
 //
 // At most MaxOpen generations are kept open; the least recently used one
 // not leased is closed first.
@@ -72,13 +68,6 @@ const MaxOpen = 64
 // left alone, are seen.
 const Recheck = time.Second
 
-// HeaderFresh is how long a current generation's header, once read, is
-// served without reading it again: how late an append's records can be seen.
-const HeaderFresh = 100 * time.Millisecond
-
-// epoch anchors Store.now to the monotonic clock.
-var epoch = time.Now()
-
 // Store hands out leases on the generations under one DATA_DIR. It is safe
 // for concurrent use. The zero value is not usable: call New.
 type Store struct {
@@ -95,11 +84,7 @@ type Store struct {
 	tornRetries atomic.Uint64
 
 	recheck time.Duration // Recheck; tests shorten it
-	fresh   time.Duration // HeaderFresh; tests change it
 }
-
-// now is monotonic time in nanoseconds, never 0.
-func (s *Store) now() int64 { return int64(time.Since(epoch)) + 1 }
 
 type genKey struct {
 	dataset string
@@ -112,7 +97,7 @@ func New(dataDir string, log *slog.Logger) *Store {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{dir: dataDir, log: log, gens: make(map[genKey]*handle),
-		currents: make(map[string]*current), recheck: Recheck, fresh: HeaderFresh}
+		currents: make(map[string]*current), recheck: Recheck}
 }
 
 // Stats reports the generations with open files and the leases not yet
@@ -133,13 +118,7 @@ type Lease struct {
 }
 
 // ReadAt reads the generation's data file (io.ReaderAt).
-func (l Lease) ReadAt(p []byte, off int64) (int, error) {
-	n, err := l.h.data.ReadAt(p, off)
-	if err != nil {
-		l.h.hdrRead.Store(0)
-	}
-	return n, err
-}
+func (l Lease) ReadAt(p []byte, off int64) (int, error) { return l.h.data.ReadAt(p, off) }
 
 // File is the generation's data file, for sendfile: read it only at
 // explicit offsets (it is shared), and only while the lease is held.
@@ -154,7 +133,6 @@ func (l Lease) Range(first, n uint64) (start, end int64, err error) {
 	}
 	start, end, err = l.h.index.Range(first, n)
 	if err != nil {
-		l.h.hdrRead.Store(0)
 		return 0, 0, fmt.Errorf("%s: %w", l.h.idx.Name(), err)
 	}
 	return start, end, nil
@@ -169,7 +147,6 @@ func (l Lease) Ends(first uint64, ends []int64) (start int64, err error) {
 		return 0, fmt.Errorf("records %d..%d are outside the %d the header covers", first, first+n-1, l.Header.Count)
 	}
 	if start, err = l.h.index.Ends(first, ends); err != nil {
-		l.h.hdrRead.Store(0)
 		return 0, fmt.Errorf("%s: %w", l.h.idx.Name(), err)
 	}
 	return start, nil
