@@ -8,9 +8,8 @@
 //	...
 //	err = srv.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //
-// The api only reads DATA_DIR and needs no restart to follow it: a new
-// generation is served by the next request, records appended to the current
-// one within store.HeaderFresh (100 ms).
+// The api only reads DATA_DIR. It picks up a new generation, or records
+// appended to the current one, on the next request, and needs no restart.
 package api
 
 import (
