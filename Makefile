@@ -10,7 +10,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 SHARED   ?= ../shared
 
 # make run: a dev stack on this machine, with the shipped sample ingested.
-RUN_FLAGS ?= --dev --ingest samples/products.csv
+RUN_FLAGS ?= --dev --ingest samples/products.csv --index "Handle,Variant SKU"
 
 .PHONY: all build run test test-browser console-screenshots test-race fuzz bench acceptance compose-test lint clean $(SERVICES:%=$(BIN)/%)
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -21,6 +22,11 @@ type apiCase struct {
 	format string
 	path   string // on the real api
 	body   int    // bytes of the answer (the same for the ceiling)
+	// records is the number of records the page holds when it is not
+	// limit (a lookup); vs is the case it is compared with, measured in
+	// the same interleave.
+	records int
+	vs      *apiCase
 
 	ours, ceiling loadResult
 	before        loadResult // of -api-before, when given
@@ -65,10 +71,58 @@ func apiCases(rows int) []*apiCase {
 	return cases
 }
 
+// lookupCase is a lookup by the indexed field of one value held by
+// records records, compared with the first page of 10 in JSON.
+func lookupCase(cases []*apiCase, value string, records int) *apiCase {
+	var first *apiCase
+	for _, c := range cases {
+		if c.limit == 10 && !c.last && c.format == "json" {
+			first = c
+		}
+	}
+	return &apiCase{name: "lookup " + benchIndexField + " json", limit: 10, format: "json", records: records, vs: first,
+		path: "/fetch-data?dataset=" + benchDataset + "&limit=10&" + url.QueryEscape("eq."+benchIndexField) + "=" + url.QueryEscape(value)}
+}
+
+// lookupValue is the indexed field's value of the record in the middle
+// of the dataset, and how many records hold it, asked of the api itself.
+func lookupValue(ctx context.Context, addr, key string, rows int) (string, int, error) {
+	path := fmt.Sprintf("/fetch-data?dataset=%s&limit=1&offset=%d&fields=%s", benchDataset, rows/2, url.QueryEscape(benchIndexField))
+	body, _, err := fetchOnce(ctx, addr, path, key)
+	if err != nil {
+		return "", 0, err
+	}
+	var page struct {
+		Data []map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil || len(page.Data) != 1 {
+		return "", 0, fmt.Errorf("record %d: %.200s", rows/2, body)
+	}
+	value := page.Data[0][benchIndexField]
+	body, _, err = fetchOnce(ctx, addr, "/fetch-data?dataset="+benchDataset+"&limit=1&"+url.QueryEscape("eq."+benchIndexField)+"="+url.QueryEscape(value), key)
+	if err != nil {
+		return "", 0, err
+	}
+	var found struct {
+		Count *int `json:"count"`
+	}
+	if err := json.Unmarshal(body, &found); err != nil || found.Count == nil || *found.Count < 1 {
+		return "", 0, fmt.Errorf("lookup of %q is not an answer from an index: %.200s", value, body)
+	}
+	return value, *found.Count, nil
+}
+
 // runAPILoad measures every case against the real api of s and against the
 // fiber ceiling, interleaved case by case so drift hits both alike.
 func (b *bench) runAPILoad(ctx context.Context, s *services, rows int) (*apiResult, error) {
 	res := &apiResult{rows: rows, cases: apiCases(rows), apiPeakBefore: s.api.peakRSS(), duration: b.opt.duration, loadgen: b.opt.loadgen}
+	if s.indexed {
+		value, n, err := lookupValue(ctx, s.apiAddr, b.apiKey, rows)
+		if err != nil {
+			return nil, fmt.Errorf("lookup: %w", err)
+		}
+		res.cases = append(res.cases, lookupCase(res.cases, value, n))
+	}
 	dir, err := os.MkdirTemp(b.tmp, "ceiling-api-")
 	if err != nil {
 		return nil, err
@@ -176,7 +230,7 @@ func groupCases(cases []*apiCase) [][]int {
 	var groups [][]int
 	at := map[string]int{}
 	for i, c := range cases {
-		key := fmt.Sprintf("%d %s", c.limit, c.format)
+		key := fmt.Sprintf("%d %s", c.limit, c.format) // a lookup joins the page it is compared with
 		if g, ok := at[key]; ok {
 			groups[g] = append(groups[g], i)
 			continue
@@ -235,8 +289,12 @@ func checkPage(c *apiCase, body []byte) error {
 	if err := json.Unmarshal(body, &page); err != nil {
 		return fmt.Errorf("page is not JSON: %v", err)
 	}
-	if page.Returned != c.limit || len(page.Data) != c.limit {
-		return fmt.Errorf("page returned %d (%d in data), want %d", page.Returned, len(page.Data), c.limit)
+	want := c.limit
+	if c.records > 0 {
+		want = min(c.records, c.limit)
+	}
+	if page.Returned != want || len(page.Data) != want {
+		return fmt.Errorf("page returned %d (%d in data), want %d", page.Returned, len(page.Data), want)
 	}
 	return nil
 }

@@ -19,6 +19,9 @@ import (
 // benchDataset is the dataset every ingest of the benchmark writes.
 const benchDataset = "bench"
 
+// benchIndexField is the field the indexed runs build a lookup index of.
+const benchIndexField = "Variant SKU"
+
 // httpClient is for the few control requests (readiness, visibility,
 // fetching a page once); the load goes through loadGen.
 var httpClient = &http.Client{Timeout: 10 * time.Second}
@@ -29,6 +32,7 @@ type services struct {
 	natsURL           string
 	apiAddr           string
 	dataDir           string
+	indexed           bool // the dataset has a lookup index of benchIndexField
 }
 
 func (s *services) stop() {
@@ -198,15 +202,26 @@ type ingestRun struct {
 	ingesterCPU  time.Duration
 }
 
+// ingestArgs are bin/ingester's arguments: --dataset bench --wait, and
+// --index benchIndexField when index is set.
+func ingestArgs(csvPath string, index bool) []string {
+	args := []string{"--dataset", benchDataset, "--wait"}
+	if index {
+		args = append(args, "--index", benchIndexField)
+	}
+	return append(args, csvPath)
+}
+
 // ingest runs bin/ingester --dataset bench --wait csvPath against natsURL
-// and returns once the api at apiAddr reports count == rows.
-func (b *bench) ingest(ctx context.Context, natsURL, apiAddr, csvPath string, rows int) (ingestRun, error) {
+// (with --index when index is set) and returns once the api at apiAddr
+// reports count == rows.
+func (b *bench) ingest(ctx context.Context, natsURL, apiAddr, csvPath string, rows int, index bool) (ingestRun, error) {
 	timeout := 10*time.Minute + time.Duration(rows/2000)*time.Second
 	start := time.Now()
 	p, err := b.sup.start(spec{
 		name: "ingester", timeout: timeout, captureStdout: true, bin: b.binary("ingester"),
 		env:  []string{"NATS_URL=" + natsURL, "PROGRESS=log"},
-		args: []string{"--dataset", benchDataset, "--wait", csvPath},
+		args: ingestArgs(csvPath, index),
 	})
 	if err != nil {
 		return ingestRun{}, err
@@ -277,7 +292,7 @@ func (o *oursResult) totalCPU() time.Duration {
 
 // runOurs ingests the CSV through the real services, then (when load is
 // non-nil) runs the API load test against the same api.
-func (b *bench) runOurs(ctx context.Context, csvPath string, rows int, load func(*services) error) (*oursResult, error) {
+func (b *bench) runOurs(ctx context.Context, csvPath string, rows int, index bool, load func(*services) error) (*oursResult, error) {
 	dir, err := os.MkdirTemp(b.tmp, "ours-")
 	if err != nil {
 		return nil, err
@@ -288,8 +303,9 @@ func (b *bench) runOurs(ctx context.Context, csvPath string, rows int, load func
 		return nil, err
 	}
 	defer s.stop()
+	s.indexed = index
 	cpu0 := map[string]time.Duration{"nats-server": s.nats.cpu(), "writer": s.writer.cpu(), "api": s.api.cpu()}
-	run, err := b.ingest(ctx, s.natsURL, s.apiAddr, csvPath, rows)
+	run, err := b.ingest(ctx, s.natsURL, s.apiAddr, csvPath, rows, index)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +385,7 @@ func (b *bench) runStack(ctx context.Context, csvPath string, rows int) (*stackR
 		return nil, err
 	}
 	cpu0 := p.cpu()
-	run, err := b.ingest(ctx, natsURL, apiAddr, csvPath, rows)
+	run, err := b.ingest(ctx, natsURL, apiAddr, csvPath, rows, false)
 	if err != nil {
 		return nil, err
 	}

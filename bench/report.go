@@ -22,6 +22,8 @@ const (
 	targetAPIRatio      = 0.70 // of the ceiling, every page case but NDJSON limit=100
 	targetNDJSONRatio   = 0.90 // of the ceiling, NDJSON limit=100
 	targetLastFirst     = 0.95
+	targetLookupFirst   = 0.90 // a lookup by an indexed field vs the first page of 10
+	targetIndexedIngest = 1.10 // ingest with --index vs without, elapsed
 	targetP99Ratio      = 1.25
 	ceilingFetchBatch   = ceilingBatch
 	resultsLatestName   = "latest.md"
@@ -36,7 +38,10 @@ type sizeResult struct {
 	// msgIDCeilings are the same pipeline with a Nats-Msg-Id per message.
 	msgIDCeilings []*ceilingResult
 	ours          []*oursResult
-	stack         *stackResult
+	// indexed are our runs with `--index "Variant SKU"`, alternating
+	// with ours: what building the lookup index adds.
+	indexed []*oursResult
+	stack   *stackResult
 }
 
 // medianCeiling is the ceiling run of median elapsed time (nil if none).
@@ -52,19 +57,22 @@ func medianOf(runs []*ceilingResult) *ceilingResult {
 }
 
 // medianOurs is our run of median elapsed time (nil if none).
-func (s *sizeResult) medianOurs() *oursResult {
-	if len(s.ours) == 0 {
+func (s *sizeResult) medianOurs() *oursResult { return medianOursOf(s.ours) }
+
+func medianOursOf(runs []*oursResult) *oursResult {
+	if len(runs) == 0 {
 		return nil
 	}
-	o := slices.Clone(s.ours)
+	o := slices.Clone(runs)
 	slices.SortFunc(o, func(a, b *oursResult) int { return cmp.Compare(a.run.elapsed, b.run.elapsed) })
 	return o[len(o)/2]
 }
 
-// oursPeak is the highest peak RSS of process name over our runs.
+// oursPeak is the highest peak RSS of process name over our runs, with
+// and without --index.
 func (s *sizeResult) oursPeak(name string) int64 {
 	var peak int64
-	for _, o := range s.ours {
+	for _, o := range append(slices.Clone(s.ours), s.indexed...) {
 		peak = max(peak, o.peak[name])
 	}
 	return peak
@@ -251,6 +259,7 @@ func (r *report) ingestSection(p func(string, ...any)) {
 		p("| %s | %.1f MB | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", num(float64(s.rows)), float64(s.csvBytes)/1e6,
 			max(len(s.ours), len(s.ceilings)), ours, oursRate, oursMB, ceil, ceilRate, ceilMB, ratio, verdict, cpuRatio)
 	}
+	r.indexedIngest(p)
 	p("\nCPU time per row during the ingest, median run (µs; the 2 cores give at most 2 s of CPU per second):\n\n")
 	p("| rows | ingester | nats-server | writer | api | ours total | ceiling: bench process | ceiling: nats-server | ceiling total |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -409,12 +418,12 @@ func (r *report) apiSection(p func(string, ...any)) {
 	}
 	p("**The load generator (%s) shares the %d cores with the server under test**, so req/s here is below what a separate client machine would see; the ceiling pays the same tax. ", gen, r.machine.cpus)
 	p("Ceiling: a fiber v2.52.15 handler in its own process answering a constant body of the same bytes (and Content-Type) as the real page.\n\n")
-	p("| case | body | ours req/s | ours p50 | ours p99 | ceiling req/s | ceiling p50 | ceiling p99 | ours/ceiling (≥ %.2f; NDJSON limit=100 ≥ %.2f) | p99 ratio (≤ %.2f) | last/first (≥ %.2f) |\n", targetAPIRatio, targetNDJSONRatio, targetP99Ratio, targetLastFirst)
+	p("| case | body | ours req/s | ours p50 | ours p99 | ceiling req/s | ceiling p50 | ceiling p99 | ours/ceiling (≥ %.2f; NDJSON limit=100 ≥ %.2f) | p99 ratio (≤ %.2f) | last/first (≥ %.2f), lookup/first (≥ %.2f) |\n", targetAPIRatio, targetNDJSONRatio, targetP99Ratio, targetLastFirst, targetLookupFirst)
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	first := map[string]*apiCase{}
 	for _, c := range a.cases {
 		key := fmt.Sprintf("%d %s", c.limit, c.format)
-		if c.limit > 0 && !c.last {
+		if c.limit > 0 && !c.last && c.vs == nil {
 			first[key] = c
 		}
 		ratio := c.ours.rps() / c.ceiling.rps()
@@ -422,7 +431,7 @@ func (r *report) apiSection(p func(string, ...any)) {
 		ratioCell := fmt.Sprintf("%.2f", ratio)
 		p99Cell := fmt.Sprintf("%.2f", p99)
 		lastCell := "–"
-		if c.limit > 0 {
+		if c.limit > 0 && c.vs == nil { // a lookup is gated by its ratio to the page it is compared with
 			target := targetAPIRatio
 			if c.format == "ndjson" && c.limit == 100 {
 				target = targetNDJSONRatio
@@ -431,6 +440,11 @@ func (r *report) apiSection(p func(string, ...any)) {
 				fmt.Sprintf("%.2f (%s vs %s req/s)", ratio, num(c.ours.rps()), num(c.ceiling.rps())), ratio >= target)
 			p99Cell += " " + r.check(fmt.Sprintf("api %s: p99 ≤ %.2f × ceiling's", c.name, targetP99Ratio),
 				fmt.Sprintf("%.2f (%s vs %s)", p99, dur(c.ours.p99), dur(c.ceiling.p99)), p99 <= targetP99Ratio)
+		}
+		if c.vs != nil {
+			x := c.ours.rps() / c.vs.ours.rps()
+			lastCell = fmt.Sprintf("%.2f ", x) + r.check(fmt.Sprintf("api %s: ≥ %.2f × %s", c.name, targetLookupFirst, c.vs.name),
+				fmt.Sprintf("%.2f (%s vs %s req/s)", x, num(c.ours.rps()), num(c.vs.ours.rps())), x >= targetLookupFirst)
 		}
 		if c.last {
 			if f := first[key]; f != nil {
@@ -603,4 +617,26 @@ func usPerRow(d time.Duration, rows int) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(rows))
+}
+
+// indexedIngest compares our ingest with and without a lookup index of
+// Variant SKU, runs alternating.
+func (r *report) indexedIngest(p func(string, ...any)) {
+	if !slices.ContainsFunc(r.sizes, func(s *sizeResult) bool { return len(s.indexed) > 0 }) {
+		return
+	}
+	p("\nWith `--index \"%s\"` (the writer builds the lookup index at the end, before the generation becomes visible), runs alternating with the ones above:\n\n", benchIndexField)
+	p("| rows | runs | ours | with --index | with/without (≤ %.2f) | writer CPU µs/row, without / with |\n", targetIndexedIngest)
+	p("|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.sizes {
+		o, x := s.medianOurs(), medianOursOf(s.indexed)
+		if o == nil || x == nil {
+			continue
+		}
+		ratio := x.run.elapsed.Seconds() / o.run.elapsed.Seconds()
+		verdict := r.check(fmt.Sprintf("ingest %s rows with --index ≤ %.2f × without", num(float64(s.rows)), targetIndexedIngest),
+			fmt.Sprintf("%.2f (%s vs %s)", ratio, secs(x.run.elapsed), secs(o.run.elapsed)), ratio <= targetIndexedIngest)
+		p("| %s | %d | %s | %s | %.2f %s | %s / %s |\n", num(float64(s.rows)), len(s.indexed), secs(o.run.elapsed), secs(x.run.elapsed),
+			ratio, verdict, usPerRow(o.cpu["writer"], s.rows), usPerRow(x.cpu["writer"], s.rows))
+	}
 }

@@ -96,6 +96,9 @@ func (b Begin) Check() error {
 	if err := b.Source.Check(); err != nil {
 		return err
 	}
+	if _, err := ValidateIndexColumns(b.Fields, b.Index); err != nil {
+		return fmt.Errorf("%w: %w", ErrEnvelope, err)
+	}
 	h := Header{Dataset: b.Dataset, Mode: b.Mode, Sync: b.Sync, Fields: b.Fields, Source: b.Source}
 	if n := HeaderSizeFor(h); n > MaxHeaderSize {
 		return fmt.Errorf("%w: the fields and source name need a header of %d bytes, at most %d allowed; use fewer or shorter column names", ErrOutOfBounds, n, MaxHeaderSize)

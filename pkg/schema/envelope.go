@@ -180,12 +180,15 @@ type Rename struct {
 
 // Begin is the body of an EventBegin message.
 type Begin struct {
-	Version   int       `json:"version"`
-	Dataset   string    `json:"dataset"`
-	Sync      string    `json:"sync"`
-	Mode      Mode      `json:"mode"`
-	Fields    []string  `json:"fields"`
-	Renamed   []Rename  `json:"renamed,omitempty"`
+	Version int      `json:"version"`
+	Dataset string   `json:"dataset"`
+	Sync    string   `json:"sync"`
+	Mode    Mode     `json:"mode"`
+	Fields  []string `json:"fields"`
+	Renamed []Rename `json:"renamed,omitempty"`
+	// Index names the fields the writer builds a lookup index of, for
+	// each generation of the sync (docs/lookup.md); omitted when none.
+	Index     []string  `json:"index,omitempty"`
 	Source    Source    `json:"source"`
 	StartedAt time.Time `json:"started_at"`
 }

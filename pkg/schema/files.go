@@ -31,8 +31,13 @@ func RejectsFile(gen uint64) string {
 	return genPrefix + strconv.FormatUint(gen, 10) + rejectsSuffix
 }
 
-// GenerationOf returns the generation a file of a dataset folder belongs to.
+// GenerationOf returns the generation a file of a dataset folder belongs
+// to: its data file, offset index, rejects file or one of its lookup
+// indexes (LookupFile).
 func GenerationOf(name string) (uint64, bool) {
+	if g, _, ok := LookupFileOf(name); ok {
+		return g, true
+	}
 	rest, ok := strings.CutPrefix(name, genPrefix)
 	if !ok {
 		return 0, false

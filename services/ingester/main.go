@@ -83,6 +83,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Wait, "wait", false, "return only once the writer has committed (exit 0) or refused the sync, and print the summary")
 	fs.DurationVar(&cfg.WaitTimeout, "wait-timeout", cfg.WaitTimeout, "with --wait, how long to wait for the writer once the sync is published; 0 waits forever (env WAIT_TIMEOUT)")
 	fs.BoolVar(&cfg.Strict, "strict", false, "abort the whole sync (exit 3) if any row is rejected; the current generation stays")
+	fs.Var(&cfg.Index, "index", `fields to index for lookups by value (env INDEX): comma-separated as one CSV record, e.g. "Handle,Variant SKU" (quote a name holding a comma); each must be a header name`)
 	fs.DurationVar(&cfg.Every, "every", 0, "sync again every DURATION (e.g. 15m) until SIGTERM, skipping unchanged sources; a FOLDER is listed again each time")
 	fs.StringVar(&cfg.Encoding, "encoding", "utf-8", "text encoding of the source: utf-8, windows-1252, latin-1, or another WHATWG name")
 	fs.StringVar(&cfg.Delimiter, "delimiter", "auto", "field delimiter: auto (detects , ; tab | from the header line), or the character, or tab")

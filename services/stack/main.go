@@ -2,7 +2,7 @@
 // JetStream, the writer and the api, and with --ingest the ingester too. It
 // is the product for one small machine and what `make run` starts.
 //
-//	stack [--dev] [--ingest FILE|URL [--every DURATION] [--dataset NAME] [--mode replace|append]]
+//	stack [--dev] [--ingest FILE|URL [--every DURATION] [--dataset NAME] [--mode replace|append] [--index COLS]]
 //
 // Configuration is the environment of the services it runs (DATA_DIR,
 // API_ADDR, API_KEYS, STREAM, ...) plus NATS_LISTEN, the NATS passwords
@@ -48,6 +48,7 @@ func run(args []string) int {
 	fl.StringVar(&cfg.Ingest, "ingest", "", "ingest this CSV file or URL in-process once the stack is up")
 	fl.DurationVar(&cfg.Every, "every", 0, "with --ingest: sync again at this interval (unchanged sources are skipped)")
 	fl.StringVar(&cfg.Ingester.Dataset, "dataset", cfg.Ingester.Dataset, "with --ingest: the dataset to fill (DATASET)")
+	fl.Var(&cfg.Ingester.Index, "index", `with --ingest: fields to index for lookups by value, e.g. "Handle,Variant SKU" (INDEX)`)
 	mode := fl.String("mode", string(schema.ModeReplace), "with --ingest: replace or append")
 	fl.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, "host:port of the embedded NATS server, or off (NATS_LISTEN)")
 	fl.StringVar(&cfg.API.Addr, "api-addr", cfg.API.Addr, "host:port of the api (API_ADDR)")

@@ -306,7 +306,7 @@ func TestMetadataFromTheHeader(t *testing.T) {
 			var skip json.RawMessage
 			dec.Decode(&skip)
 		}
-		want := "dataset generation state mode sync count rejected fields source created_at updated_at"
+		want := "dataset generation state mode sync count rejected fields source created_at updated_at indexes"
 		if strings.Join(keys, " ") != want {
 			t.Errorf("%s: keys %v", p, keys)
 		}

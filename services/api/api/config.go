@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/rowpipe/rowpipe/services/api/internal/find"
 )
 
 // Config is everything the api reads from its environment. Fill it with
@@ -40,6 +42,9 @@ type Config struct {
 
 	// MaxLimit is the largest page a request may ask for.
 	MaxLimit int `envconfig:"MAX_LIMIT" default:"1000"`
+	// ScanLimit is the most records one filtered request reads to test
+	// filters that no lookup index answers.
+	ScanLimit uint64 `envconfig:"SCAN_LIMIT" default:"100000"`
 	// RateLimit is the requests per second each key may make (token
 	// bucket of RateBurst); 0 turns rate limiting off.
 	RateLimit float64 `envconfig:"API_RATE_LIMIT" default:"2000"`
@@ -106,6 +111,9 @@ func (c Config) withDefaults() Config {
 	c.Auth = strings.ToLower(strings.TrimSpace(c.Auth))
 	if c.MaxLimit == 0 {
 		c.MaxLimit = 1000
+	}
+	if c.ScanLimit == 0 {
+		c.ScanLimit = find.DefaultScanLimit
 	}
 	if c.RateLimit > 0 && c.RateBurst == 0 {
 		c.RateBurst = max(1, int(2*c.RateLimit))

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
+	"github.com/rowpipe/rowpipe/services/api/internal/find"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
 	"github.com/rowpipe/rowpipe/services/api/internal/respond"
 	"github.com/rowpipe/rowpipe/services/api/internal/store"
@@ -50,6 +51,9 @@ func (s *Server) fetchData(c *fiber.Ctx) error {
 	if p.MetadataOnly {
 		return s.metadata(c, name, p.Generation)
 	}
+	if wantsFind(c) {
+		return s.find(c, name, p, routeFetch)
+	}
 	return s.page(c, name, p, routeFetch)
 }
 
@@ -82,6 +86,9 @@ func (s *Server) getRecords(c *fiber.Ctx) error {
 	}
 	if p.MetadataOnly {
 		return s.metadata(c, name, p.Generation)
+	}
+	if wantsFind(c) {
+		return s.find(c, name, p, routeRecords)
 	}
 	return s.page(c, name, p, routeRecords)
 }
@@ -125,14 +132,35 @@ type metadataBody struct {
 	Source     schema.Source `json:"source"`
 	CreatedAt  time.Time     `json:"created_at"`
 	UpdatedAt  time.Time     `json:"updated_at"`
+	// Indexes are the fields with a lookup index, and how many distinct
+	// values each holds.
+	Indexes []find.IndexInfo `json:"indexes"`
 }
 
-func metadataOf(h schema.Header) metadataBody {
+func metadataOf(h schema.Header, indexes []find.IndexInfo) metadataBody {
+	if indexes == nil {
+		indexes = []find.IndexInfo{}
+	}
 	return metadataBody{
 		Dataset: h.Dataset, Generation: h.Generation, State: h.State, Mode: h.Mode, Sync: h.Sync,
 		Count: h.Count, Rejected: h.Rejected, Fields: h.Fields, Source: h.Source,
-		CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt,
+		CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt, Indexes: indexes,
 	}
+}
+
+// indexesOf describes the lookup indexes of the generation h of dataset
+// name; stale is true when one of them does not cover h yet.
+func (s *Server) indexesOf(c *fiber.Ctx, name string, h schema.Header) (info []find.IndexInfo, stale bool) {
+	x, release, err := s.finds.Acquire(name, h, c.Context().Time())
+	defer release()
+	if err != nil {
+		s.log.Warn("a lookup index is left out", "dataset", name, "generation", h.Generation, "err", err)
+	}
+	info = x.Describe(h.Fields, h.Count)
+	for _, i := range info {
+		stale = stale || i.Stale
+	}
+	return info, stale
 }
 
 // metadata answers from the generation's header.
@@ -142,14 +170,21 @@ func (s *Server) metadata(c *fiber.Ctx, name string, pin uint64) error {
 		return s.storeError(err, name, pin)
 	}
 	defer lease.Release()
-	tag := appendETag(nil, name, &lease.Header, 0, 0, "metadata")
+	// The indexes are part of the answer: a stale one (being rebuilt after
+	// an append) makes another representation of the same header.
+	info, stale := s.indexesOf(c, name, lease.Header)
+	kind := "metadata"
+	if stale {
+		kind = "metadata, stale indexes"
+	}
+	tag := appendETag(nil, name, &lease.Header, 0, 0, kind)
 	c.Response().Header.SetBytesV(fiber.HeaderETag, tag)
 	c.Set(fiber.HeaderCacheControl, "private, no-cache")
 	if etagMatch(c.Get(fiber.HeaderIfNoneMatch), tag) {
 		c.Status(http.StatusNotModified)
 		return nil
 	}
-	return c.JSON(metadataOf(lease.Header))
+	return c.JSON(metadataOf(lease.Header, info))
 }
 
 // GET /datasets: the datasets of DATA_DIR with a complete generation and
@@ -179,7 +214,8 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 			}
 			continue
 		}
-		list = append(list, s.datasetItem(names[i], metadataOf(lease.Header)))
+		info, _ := s.indexesOf(c, names[i], lease.Header)
+		list = append(list, s.datasetItem(names[i], metadataOf(lease.Header, info)))
 		lease.Release()
 	}
 	var nextOffset *int

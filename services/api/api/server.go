@@ -34,6 +34,7 @@ import (
 
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
 	"github.com/rowpipe/rowpipe/services/api/internal/console"
+	"github.com/rowpipe/rowpipe/services/api/internal/find"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
@@ -80,7 +81,8 @@ type Server struct {
 	log     *slog.Logger
 	app     *fiber.App
 	store   *store.Store
-	keys    *auth.Keys // nil when auth is off
+	finds   *find.Cache // lookup indexes of the generations filtered requests use
+	keys    *auth.Keys  // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
 	conns   *addrConns
@@ -119,6 +121,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln, conns: &addrConns{max: cfg.MaxConnsPerAddr, open: make(map[netip.Addr]int)},
 		gzip: make(slots, cfg.MaxGzip)}
 	s.store = store.New(cfg.DataDir, s.log)
+	s.finds = find.NewCache(cfg.DataDir)
 
 	if cfg.Auth == AuthOn {
 		keys, err := auth.New(cfg.Keys, cfg.KeysFile, s.log)
@@ -169,7 +172,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 
 	if s.openapi, err = openapi.Document(openapi.Options{
 		MaxLimit: cfg.MaxLimit, DefaultLimit: min(params.DefaultLimit, cfg.MaxLimit),
-		DefaultDataset: cfg.Dataset, AuthOff: s.keys == nil,
+		DefaultDataset: cfg.Dataset, AuthOff: s.keys == nil, ScanLimit: cfg.ScanLimit,
 	}); err != nil {
 		return nil, fmt.Errorf("api: openapi document: %w", err)
 	}

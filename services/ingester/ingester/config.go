@@ -1,9 +1,11 @@
 package ingester
 
 import (
+	"encoding/csv"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
@@ -73,6 +75,11 @@ type Config struct {
 	Wait bool `ignored:"true"`
 	// Strict turns any rejected row into an aborted sync (--strict).
 	Strict bool `ignored:"true"`
+	// Index names the fields the writer builds lookup indexes of
+	// (--index or INDEX, e.g. "Handle,Variant SKU"); each must be a field
+	// of the source, else the source is refused. It travels in the begin,
+	// so a replay or writer --rebuild builds the same.
+	Index FieldList `envconfig:"INDEX"`
 	// Every > 0 syncs again every Every until the context ends (--every),
 	// skipping unchanged sources; a folder is listed again each time.
 	Every time.Duration `ignored:"true"`
@@ -165,4 +172,38 @@ func (c *Config) Validate() error {
 
 func usagef(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, args...)...)
+}
+
+// FieldList is a list of field names written as one CSV record
+// (schema.ParseFieldList): "Handle,Variant SKU", or "\"Weight, kg\",Title"
+// for a name holding a comma. It is a flag.Value and an envconfig.Decoder.
+type FieldList []string
+
+// Set parses v (flag.Value); "" is no field.
+func (l *FieldList) Set(v string) error {
+	if v == "" {
+		*l = nil
+		return nil
+	}
+	names, err := schema.ParseFieldList(v)
+	if err != nil {
+		return err
+	}
+	*l = names
+	return nil
+}
+
+// Decode parses v (envconfig.Decoder).
+func (l *FieldList) Decode(v string) error { return l.Set(v) }
+
+// String writes the list back as one CSV record.
+func (l *FieldList) String() string {
+	if l == nil || len(*l) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	w.Write(*l)
+	w.Flush()
+	return strings.TrimSuffix(b.String(), "\n")
 }

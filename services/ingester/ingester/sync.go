@@ -73,6 +73,9 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	if err != nil {
 		return res, reopenable, g.refused(ctx, fmt.Errorf("%s:%d: header: %w", in.Name, rd.Line(), err))
 	}
+	if _, err := schema.ValidateIndexColumns(fields, cfg.Index); err != nil {
+		return res, reopenable, g.refused(ctx, fmt.Errorf("%s:%d: --index: %w", in.Name, rd.Line(), err))
+	}
 
 	// 2. What the writer says: unchanged, or an interrupted sync to resume.
 	var state schema.DatasetState
@@ -110,7 +113,7 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	// 3. begin. Its stream sequence is the generation number.
 	s.pub = publish.New(g.js, cfg.Dataset, publish.Options{Window: cfg.PublishWindow, GiveUp: cfg.PublishGiveUp, Log: g.log})
 	begin := schema.Begin{Version: schema.EnvelopeVersion, Dataset: cfg.Dataset, Sync: s.sync, Mode: cfg.Mode,
-		Fields: fields, Renamed: renamed, Source: res.Source, StartedAt: time.Now().UTC()}
+		Fields: fields, Renamed: renamed, Index: cfg.Index, Source: res.Source, StartedAt: time.Now().UTC()}
 	if err := begin.Check(); err != nil { // the writer's bounds: it would refuse this begin
 		return res, reopenable, g.refused(ctx, fmt.Errorf("%s:%d: header: %w", in.Name, rd.Line(), err))
 	}

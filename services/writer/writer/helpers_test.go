@@ -109,6 +109,7 @@ type syncPub struct {
 	fields []string
 	enc    *schema.RecordEncoder
 	msgID  bool
+	index  []string // the begin's index
 }
 
 func (e *env) sync(ds string, mode schema.Mode) *syncPub {
@@ -121,7 +122,7 @@ func (e *env) sync(ds string, mode schema.Mode) *syncPub {
 
 func (s *syncPub) begin() uint64 {
 	s.e.t.Helper()
-	b := schema.Begin{Version: schema.EnvelopeVersion, Dataset: s.ds, Sync: s.id, Mode: s.mode, Fields: s.fields,
+	b := schema.Begin{Version: schema.EnvelopeVersion, Dataset: s.ds, Sync: s.id, Mode: s.mode, Fields: s.fields, Index: s.index,
 		Source: schema.Source{Name: s.ds + ".csv", Size: -1}, StartedAt: time.Unix(1700000000, 0).UTC()}
 	return s.e.send(s.ds, schema.Envelope{Event: schema.EventBegin, Sync: s.id}, mustJSON(b), s.msgID)
 }

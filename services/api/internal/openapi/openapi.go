@@ -15,6 +15,7 @@ type Options struct {
 	MaxLimit       int
 	DefaultLimit   int
 	DefaultDataset string
+	ScanLimit      uint64
 	// AuthOff drops the security requirement (API_AUTH=off).
 	AuthOff bool
 }
@@ -41,6 +42,10 @@ func Document(o Options) ([]byte, error) {
 		param("generation", "query", "Pin the page to this generation; 410 once it is pruned.", obj{"type": "integer", "minimum": 1}, false),
 		param("format", "query", "json (envelope, default), ndjson (raw lines) or csv. Without it, Accept: application/x-ndjson or text/csv chooses.", obj{"type": "string", "enum": []string{"json", "ndjson", "csv"}}, false),
 		param("If-None-Match", "header", "An ETag from an earlier answer: 304 while the page is unchanged.", obj{"type": "string"}, false),
+		param("eq.{field}", "query", "Equality filter: records whose {field} is exactly the value (empty: an empty cell). The parameter's name is `eq.` followed by the header name, percent-encoded like any query parameter (`eq.Variant%20SKU=FH-0001-1`, `eq.limit=3`: a column called limit); several combine with AND; an unknown field is a 400 listing the fields. "+
+			"On a field with a lookup index (ingester --index) the answer is exact and paged with limit and offset; on others the api scans at most "+strconv.FormatUint(o.ScanLimit, 10)+" records (SCAN_LIMIT) per request and the page's scan member says where to continue (cursor).", obj{"type": "string"}, false),
+		param("fields", "query", "Projection: only these keys, in this order, in JSON, NDJSON and CSV. One CSV record: names separated by commas, a name holding a comma or a quote in double quotes (`fields=Handle,\"Weight, kg\"`). An unknown field is a 400 listing the fields.", obj{"type": "string"}, false),
+		param("cursor", "query", "Continue a filtered scan: the scan.next_cursor of the previous page, as it is (it names its generation, which it pins). Send the same filters.", obj{"type": "string", "pattern": "^[1-9][0-9]*\\.[0-9]+$"}, false),
 	}
 	pageHeaders := obj{
 		"ETag":          obj{"description": "From dataset, generation, count, offset, limit and format.", "schema": obj{"type": "string"}},
@@ -143,9 +148,23 @@ func Document(o Options) ([]byte, error) {
 			"description": "Members in this order; data last.",
 			"required":    []string{"dataset", "generation", "count", "offset", "limit", "returned", "next_offset", "data"},
 			"properties": obj{
-				"dataset": str, "generation": integer, "count": integer, "offset": integer, "limit": integer, "returned": integer,
-				"next_offset": obj{"type": "integer", "nullable": true, "description": "null on the last page"},
+				"dataset": str, "generation": integer,
+				"count":  obj{"type": "integer", "minimum": 0, "nullable": true, "description": "Records, or with filters the records that match; null when a filtered scan cannot know it yet (it did not read every record in this page)."},
+				"offset": integer, "limit": integer, "returned": integer,
+				"next_offset": obj{"type": "integer", "nullable": true, "description": "null on the last page, and for scans (which continue with scan.next_cursor)"},
+				"scan":        ref("Scan"),
 				"data":        obj{"type": "array", "items": ref("Record")},
+			},
+		},
+		"Scan": obj{
+			"type":        "object",
+			"description": "Present when filters were tested record by record (a field without a lookup index).",
+			"required":    []string{"scanned", "scan_limit", "next_cursor"},
+			"properties": obj{
+				"index":       obj{"type": "string", "description": "The field whose lookup index chose the records scanned; absent when every record was."},
+				"scanned":     obj{"type": "integer", "minimum": 0, "description": "Records this request read."},
+				"scan_limit":  obj{"type": "integer", "minimum": 1, "description": "SCAN_LIMIT: the most records one request reads."},
+				"next_cursor": obj{"type": "string", "nullable": true, "description": "Pass as cursor= for the next page; null once every record was scanned."},
 			},
 		},
 		"RejectPage": obj{
@@ -180,6 +199,14 @@ func Document(o Options) ([]byte, error) {
 				"source":     obj{"type": "object", "properties": obj{"name": str, "size": obj{"type": "integer"}, "sha256": str}},
 				"created_at": obj{"type": "string", "format": "date-time"},
 				"updated_at": obj{"type": "string", "format": "date-time"},
+				"indexes": obj{"type": "array", "description": "The fields with a lookup index (ingester --index).", "items": obj{
+					"type": "object", "required": []string{"field", "distinct"},
+					"properties": obj{
+						"field":    str,
+						"distinct": obj{"type": "integer", "minimum": 0, "description": "Distinct values."},
+						"stale":    obj{"type": "boolean", "description": "true while an append's rows are not in it yet: the field is scanned until the writer has rebuilt it."},
+					},
+				}},
 			},
 		},
 		"DatasetList": obj{"type": "object", "required": []string{"datasets", "offset", "limit", "next_offset"}, "properties": obj{

@@ -52,7 +52,7 @@ func (d *Dataset) applyBegin(ctx context.Context, m Msg) error {
 	if err := d.cfg.FS.MkdirAll(d.cfg.Dir, 0o755); err != nil {
 		return err
 	}
-	open := &openSync{Sync: b.Sync, Begin: m.Seq, Source: b.Source}
+	open := &openSync{Sync: b.Sync, Begin: m.Seq, Source: b.Source, Index: b.Index}
 	h := schema.Header{
 		Dataset: d.cfg.Name, Generation: m.Seq, State: schema.StateBuilding, Mode: mode, Sync: b.Sync,
 		Fields: b.Fields, Source: b.Source, CreatedAt: m.Time, UpdatedAt: m.Time, LastSeq: m.Seq,

@@ -86,6 +86,9 @@ func (d *Dataset) endReplace(ctx context.Context, m Msg, e schema.End) error {
 	if err := g.SetHeader(h); err != nil {
 		return err
 	}
+	if err := d.buildIndexes(ctx, g, d.st.Building.Index); err != nil {
+		return err
+	}
 	if err := d.writeCurrent(h.Generation); err != nil {
 		return err
 	}
@@ -128,6 +131,11 @@ func (d *Dataset) endAppend(ctx context.Context, m Msg, e schema.End) error {
 	h.Sync = a.Sync
 	h.Source = d.fitSource(h, mergeSource(a.Source, e.Source))
 	h.LastSeq, h.UpdatedAt = m.Seq, m.Time
+	// The indexes first: a reader that sees the final header finds them
+	// rebuilt.
+	if err := d.rebuildIndexes(ctx, g, a.Index); err != nil {
+		return err
+	}
 	if err := g.SetHeader(h); err != nil {
 		return err
 	}

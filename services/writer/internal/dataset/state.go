@@ -60,6 +60,8 @@ type openSync struct {
 	// Begin is the stream sequence of its (first) begin.
 	Begin  uint64        `json:"begin"`
 	Source schema.Source `json:"source"`
+	// Index names the fields the begin asked lookup indexes of.
+	Index []string `json:"index,omitempty"`
 	// Header is, for a replace sync, its generation's header at creation;
 	// for an append sync, the current generation's header at the begin,
 	// which an abort rolls back to.

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -557,10 +558,22 @@ func (g *Gen) Close() error {
 	return errors.Join(errs...)
 }
 
-// Remove deletes the files of generation gen (those that exist) and syncs
-// the directory. Open handles, such as a reader's, keep working.
+// Remove deletes the files of generation gen (those that exist), its
+// lookup indexes and what a build of them left, and syncs the directory.
+// Open handles, such as a reader's, keep working.
 func Remove(f Files, gen uint64) error {
-	for _, name := range []string{schema.RejectsFile(gen), schema.IndexFile(gen), schema.DataFile(gen)} {
+	names := []string{schema.RejectsFile(gen)}
+	entries, err := f.FS.ReadDir(f.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	prefix := schema.LookupFilePrefix(gen)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			names = append(names, e.Name())
+		}
+	}
+	for _, name := range append(names, schema.IndexFile(gen), schema.DataFile(gen)) {
 		if err := disk.RemoveIfExists(f.FS, f.path(name)); err != nil {
 			return err
 		}
