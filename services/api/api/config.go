@@ -15,7 +15,8 @@ import (
 // Config is everything the api reads from its environment. Fill it with
 // ConfigFromEnv (envconfig, with the defaults below) or as a literal: New
 // gives a zero field the default written in its `default` tag, except
-// RateLimit, where 0 means no limit, and the key fields, which have none.
+// RateLimit and MaxConnsPerAddr, where 0 means no limit, and the key
+// fields, which have none.
 type Config struct {
 	// DataDir is the writer's data directory; the api only reads it.
 	DataDir string `envconfig:"DATA_DIR" default:"./data"`
@@ -52,6 +53,15 @@ type Config struct {
 	// MaxConns bounds concurrent connections (fiber's Concurrency); more
 	// are refused with 503.
 	MaxConns int `envconfig:"API_MAX_CONNS" default:"1024"`
+	// MaxConnsPerAddr bounds the connections open at once from one client
+	// address (an IPv4 address or an IPv6 /64); more are answered 429 and
+	// closed. 0 turns the cap off (behind a proxy every client shares the
+	// proxy's address: raise it to the proxy's pool, or turn it off).
+	MaxConnsPerAddr int `envconfig:"API_MAX_CONNS_PER_ADDR" default:"128"`
+	// MaxGzip bounds the answers gzipped at once (each holds about 1 MiB,
+	// compressor and buffers, until its client has read it); an answer
+	// asked for with gzip beyond it is sent uncompressed.
+	MaxGzip int `envconfig:"API_MAX_GZIP" default:"16"`
 	// ReadTimeout bounds reading a request; WriteTimeout bounds writing a
 	// whole answer, so a stalled client releases its generation by then;
 	// IdleTimeout closes idle keep-alive connections.
@@ -111,6 +121,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxConns == 0 {
 		c.MaxConns = 1024
 	}
+	if c.MaxGzip == 0 {
+		c.MaxGzip = 16
+	}
 	setD(&c.KeysReload, 5*time.Second)
 	setD(&c.ReadTimeout, 10*time.Second)
 	setD(&c.WriteTimeout, 60*time.Second)
@@ -133,6 +146,12 @@ func (c Config) validate() error {
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, fmt.Errorf("API_MAX_CONNS must be positive, got %d", c.MaxConns))
+	}
+	if c.MaxGzip < 0 {
+		errs = append(errs, fmt.Errorf("API_MAX_GZIP must be positive, got %d", c.MaxGzip))
+	}
+	if c.MaxConnsPerAddr < 0 {
+		errs = append(errs, fmt.Errorf("API_MAX_CONNS_PER_ADDR must not be negative (0 turns the cap off), got %d", c.MaxConnsPerAddr))
 	}
 	for _, d := range []struct {
 		name string

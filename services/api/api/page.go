@@ -50,7 +50,14 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 		returned = min(uint64(p.Limit), h.Count-p.Offset)
 	}
 	next := p.Offset + returned
-	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding))
+	// An answer gzipped while MaxGzip others are goes uncompressed instead.
+	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding)) && s.gzip.take()
+	gzHeld := gz // given back when the handler returns, or by the stream
+	defer func() {
+		if gzHeld {
+			s.gzip.give()
+		}
+	}()
 	tag := appendETag(nil, name, h, p.Offset, p.Limit, string(p.Format))
 	hdr := &c.Response().Header
 	hdr.Set(fiber.HeaderVary, "Accept, Accept-Encoding")
@@ -133,12 +140,15 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 	body.Ends = nil // in endsBufs again once the handler returns
 	// Streamed: the answer outlives the handler, and records its own
 	// metrics when it ends.
-	released = true // by the stream
+	released, gzHeld = true, false // by the stream
 	c.Locals(streamingKey, true)
 	started := c.Context().Time()
 	stream := body.Stream(func(n int64, err error) {
 		s.streamDone(name, lease.Header.Generation, route, started, n, err)
 		lease.Release()
+		if gz {
+			s.gzip.give()
+		}
 	})
 	c.Response().SetBodyStream(stream, int(size))
 	return nil
@@ -211,3 +221,17 @@ func nextLink(route, name string, p params.Page, gen, next uint64) string {
 	}
 	return link + `>; rel="next"`
 }
+
+// slots bounds how many of something run at once; take never waits.
+type slots chan struct{}
+
+func (s slots) take() bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s slots) give() { <-s }

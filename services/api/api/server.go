@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,6 +85,8 @@ type Server struct {
 	keys    *auth.Keys  // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
+	conns   *addrConns
+	gzip    slots // answers being gzipped (MaxGzip)
 	// routes are the metrics of each route pattern and of metrics.Unmatched,
 	// resolved once (see routeMetrics).
 	routes   map[string]*metrics.Route
@@ -115,7 +118,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := params.Dataset(cfg.Dataset); err != nil {
 		return nil, fmt.Errorf("api config: DATASET: %s", err.Message)
 	}
-	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln}
+	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln, conns: &addrConns{max: cfg.MaxConnsPerAddr, open: make(map[netip.Addr]int)},
+		gzip: make(slots, cfg.MaxGzip)}
 	s.store = store.New(cfg.DataDir, s.log)
 	s.finds = find.NewCache(cfg.DataDir)
 
@@ -239,6 +243,7 @@ func (s *Server) newApp() *fiber.App {
 		app.Use(s.observeRecoverNoBody)
 	}
 
+	app.Server().ConnState = s.conns.state
 	app.Get(routeFetch, s.authenticate, s.fetchData)
 	app.Get(routeDatasets, s.authenticate, s.listDatasets)
 	app.Get(routeDataset, s.authenticate, s.getDataset)
