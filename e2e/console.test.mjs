@@ -21,7 +21,7 @@ const ROOT = path.resolve(import.meta.dirname, "..");
 const BIN = path.join(ROOT, "bin");
 const OUT = process.env.E2E_OUT || path.join(import.meta.dirname, "output");
 const DOCS = path.join(ROOT, "docs", "console");
-const README_SHOTS = new Set(["datasets", "records", "rejects", "wrong-key", "phone-records", "syncing", "record"]);
+const README_SHOTS = new Set(["datasets", "records", "rejects", "wrong-key", "phone-records", "syncing", "record", "records-filter-scan"]);
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 // The flags this machine's closed network needs (no background requests).
 const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -31,6 +31,9 @@ const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable
 const BAD_CSV = 'sku,title,price\nA-1,Mug,12\nA-2,Cup\nA-3,Plate,9,extra\nA-4,Bowl,7\nA-5,"Tea ""pot""",30\n';
 
 const key = randomBytes(18).toString("base64url");
+// Small, so that a filter on a field without an index takes several scans
+// of the sample (300 records).
+const SCAN_LIMIT = 100;
 // NATS with authentication, as deployed: bin/ingester logs in as "ingester".
 const natsPassword = randomBytes(18).toString("base64url");
 let base, natsURL, stack, browser, work, datasets;
@@ -74,10 +77,10 @@ before(async () => {
   natsURL = `nats://127.0.0.1:${natsPort}`;
 
   const log = createWriteStream(path.join(OUT, "stack.log"));
-  stack = spawn(path.join(BIN, "stack"), ["--ingest", path.join(ROOT, "samples", "products.csv")], {
+  stack = spawn(path.join(BIN, "stack"), ["--ingest", path.join(ROOT, "samples", "products.csv"), "--index", "Handle,Variant SKU"], {
     cwd: work,
     env: { PATH: process.env.PATH, HOME: work, API_KEYS: key, DATA_DIR: path.join(work, "data"),
-      API_ADDR: `127.0.0.1:${apiPort}`, NATS_LISTEN: `127.0.0.1:${natsPort}`, NATS_INGESTER_PASSWORD: natsPassword },
+      API_ADDR: `127.0.0.1:${apiPort}`, SCAN_LIMIT: String(SCAN_LIMIT), NATS_LISTEN: `127.0.0.1:${natsPort}`, NATS_INGESTER_PASSWORD: natsPassword },
     stdio: ["ignore", "pipe", "pipe"],
   });
   stack.stdout.pipe(log);
@@ -234,13 +237,100 @@ test("records: page to the last page, jump to an offset, choose columns", async 
   await page.keyboard.press("Escape");
   await dialog.waitFor({ state: "hidden" });
 
-  // The column chooser: none, then Title only.
+  // The column chooser: none, then Title only, fetched alone (fields=).
   await page.getByText(/^Columns \(/).click();
   await page.getByRole("button", { name: "None" }).click();
+  const fetched = page.waitForRequest((r) => r.url().includes("/records?") && r.url().includes("fields=Title"));
   await page.getByRole("checkbox", { name: "Title", exact: true }).check();
-  assert.deepEqual(await page.locator("#rec-table thead th").allInnerTexts(), ["#", "Title"]);
+  assert.match((await fetched).url(), /[?&]fields=Title(&|$)/);
+  await until("the Title column alone", async () =>
+    JSON.stringify(await page.locator("#rec-table thead th").allInnerTexts()) === JSON.stringify(["#", "Title"]), 10000);
+  assert.equal(await page.evaluate(() => document.activeElement.id), await page.getByRole("checkbox", { name: "Title", exact: true }).getAttribute("id"),
+    "the focus stays on the checkbox");
   await shot(page, "records-columns");
+  await page.getByRole("button", { name: "All" }).click();
   await done();
+});
+
+test("filters: by an indexed field, by one without an index (scanned, continued), an unknown field's error", async (t) => {
+  const { page, done } = await open(t);
+  // The answer to check against: every record of the sample, filtered here.
+  const all = (await apiGet("/datasets/products/records?limit=1000")).body.data;
+  assert.equal(all.length, datasets.products.count);
+  const handle = all.find((r) => all.filter((x) => x.Handle === r.Handle).length > 1).Handle;
+  const vendor = all[0].Vendor;
+  const byHandle = all.filter((r) => r.Handle === handle);
+  const byVendor = all.filter((r) => r.Vendor === vendor);
+  assert.ok(byVendor.length > 1 && byVendor.length < all.length, `the sample has a few rows of vendor ${vendor}`);
+  const cells = async (col) => {
+    const i = (await page.locator("#rec-table thead th").allInnerTexts()).indexOf(col);
+    return page.locator(`#rec-table tbody tr td:nth-child(${i + 1})`).allInnerTexts();
+  };
+  const range = page.locator("#rec-pager .range");
+
+  await signIn(page);
+  await page.getByRole("link", { name: "products", exact: true }).click();
+  await range.filter({ hasText: "Rows 1–25" }).waitFor();
+  const field = page.getByLabel("Field", { exact: true });
+  assert.equal(await field.locator("option[value='Handle']").innerText(), "Handle (indexed)");
+  assert.equal(await field.locator("option[value='Variant SKU']").innerText(), "Variant SKU (indexed)");
+  assert.equal(await field.locator("option[value='Vendor']").innerText(), "Vendor");
+
+  // An indexed field: the exact matches, counted. The keyboard alone adds it.
+  await field.selectOption("Handle");
+  await page.getByLabel("equals").fill(handle);
+  await page.getByLabel("equals").press("Enter");
+  await range.filter({ hasText: `Matches 1–${byHandle.length} of ${byHandle.length}` }).waitFor();
+  assert.deepEqual(await cells("Handle"), byHandle.map((r) => r.Handle));
+  assert.deepEqual(await cells("Variant SKU"), byHandle.map((r) => r["Variant SKU"]));
+  await shot(page, "records-filter-indexed");
+
+  // A name with a space, percent-encoded: eq.Variant%20SKU.
+  const sku = byHandle[0]["Variant SKU"];
+  const skuReq = page.waitForRequest((r) => r.url().includes("/records?") && r.url().includes("eq.Variant%20SKU="));
+  await field.selectOption("Variant SKU");
+  await page.getByLabel("equals").fill(sku);
+  await page.getByRole("button", { name: "Add filter" }).click();
+  assert.ok((await skuReq).url().includes(`eq.Variant%20SKU=${encodeURIComponent(sku)}`));
+  // Two indexed fields: the api reads the smaller set of matches and tests
+  // the other filter on each, a scan bounded by that set.
+  await range.filter({ hasText: /^1 match on this page · scan complete/ }).waitFor();
+  assert.deepEqual(await cells("Variant SKU"), [sku]);
+  await page.getByRole("button", { name: `Remove filter Handle = ${handle}` }).click();
+  await page.getByRole("button", { name: `Remove filter Variant SKU = ${sku}` }).click();
+  await range.filter({ hasText: "Rows 1–25" }).waitFor();
+
+  // A field without an index: scanned SCAN_LIMIT records at a time, each
+  // page saying how far it read; Continue until the scan is complete.
+  await field.selectOption("Vendor");
+  await page.getByLabel("equals").fill(vendor);
+  await page.getByLabel("equals").press("Enter");
+  await range.filter({ hasText: new RegExp(`scanned \\d+ of ${datasets.products.count} records`) }).waitFor();
+  await shot(page, "records-filter-scan");
+  const seen = [];
+  for (let n = 1; ; n++) {
+    const text = await range.innerText();
+    const rows = await page.locator("#rec-table tbody tr").count();
+    seen.push(...(rows ? await cells("Handle") : []));
+    const next = page.getByRole("button", { name: "Continue scan" });
+    if (await next.isDisabled()) {
+      assert.match(text, /scan complete/);
+      break;
+    }
+    assert.ok(n < 20, "the scan ends");
+    await next.click();
+    await range.filter({ hasNotText: text }).waitFor();
+  }
+  assert.deepEqual(seen, byVendor.map((r) => r.Handle), "the scanned pages hold every match, in order");
+
+  // An unknown field (a hand-written route): the api's own 400.
+  await page.goto(base + "/#/datasets/products?eq.No%20such%20field=1");
+  const alert = page.getByRole("alert").filter({ hasText: "No such field" });
+  await alert.waitFor();
+  const api = await apiGet("/datasets/products/records?eq.No%20such%20field=1");
+  assert.equal(api.status, 400);
+  assert.equal(await alert.innerText(), api.body.error.message);
+  await done([/^error: Failed to load resource: the server responded with a status of 400/]);
 });
 
 test("the rejects of a dataset ingested with bad rows, with their lines", async (t) => {

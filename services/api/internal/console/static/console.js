@@ -307,11 +307,11 @@ function metaLine(meta) {
 
 // pageOf reads the metadata of the current generation, then a page of it
 // pinned to that generation; a generation pruned in between is read again.
+// params are query pairs, or a function of the metadata giving them.
 async function pageOf(name, path, params) {
   for (let attempt = 0; ; attempt++) {
     const meta = await api("/datasets/" + enc(name));
-    const q = new URLSearchParams(params);
-    q.set("generation", meta.generation);
+    const q = [...(typeof params === "function" ? params(meta) : params), ["generation", meta.generation]].map(([k, v]) => enc(k) + "=" + enc(v)).join("&");
     try {
       return { meta, page: await api(`/datasets/${enc(name)}/${path}?${q}`) };
     } catch (e) {
@@ -328,23 +328,106 @@ function hiddenColumns(name) {
   try { return new Set(JSON.parse(sessionStorage.getItem(hiddenKey(name)) || "[]")); } catch { return new Set(); }
 }
 
+// setHiddenColumns keeps the choice for this tab and fetches the page
+// again with only the chosen columns (fields=).
 function setHiddenColumns(name, set) {
   sessionStorage.setItem(hiddenKey(name), JSON.stringify([...set]));
-  drawRecords(name);
+  render(false);
 }
 
-// filterParams are the lookups and filters of the records request, as
-// query parameter pairs. The api does not answer column filters yet: when
-// it does (lookups by an indexed column, equality filters), the filter form
-// fills this list and is shown; the pager keeps them in the route.
-function filterParams(_params) {
-  return [];
+// csvRecord writes names as one CSV record, the syntax of fields=: a name
+// holding a comma, a quote or a line end goes in double quotes.
+function csvRecord(names) {
+  return names.map((n) => /[",\r\n]/.test(n) || n !== n.trim() ? '"' + n.replaceAll('"', '""') + '"' : n).join(",");
+}
+
+// projection is the fields= of the chosen columns; none when all are
+// chosen. With none chosen, the first field is fetched: rows still show.
+function projection(name, fields) {
+  const hidden = hiddenColumns(name);
+  if (!fields.some((f) => hidden.has(f))) return [];
+  const cols = fields.filter((f) => !hidden.has(f));
+  return [["fields", csvRecord(cols.length ? cols : fields.slice(0, 1))]];
+}
+
+// filterParams are the equality filters of the route (eq.<field>=<value>,
+// AND of all), and the scan's cursor when the route continues a scan: the
+// api's own syntax, kept as they are in the route.
+function filterParams(params) {
+  const out = [...params].filter(([k]) => k.startsWith("eq."));
+  if (out.length && params.get("cursor")) out.push(["cursor", params.get("cursor")]);
+  return out;
+}
+
+// withFilters is the records route with filters fs (pairs of field and
+// value), from the first match on.
+function withFilters(r, fs) {
+  const keep = [...r.params].filter(([k]) => k === "limit");
+  return routeHref(r.name, "records", [...keep, ...fs.map(([f, v]) => ["eq." + f, v])]);
+}
+
+// drawFilters fills the filter form: the conditions in force, each with a
+// remove button, and a field, a value and Add for one more.
+function drawFilters(r, meta) {
+  const form = $("filter-form");
+  const indexed = new Set((meta.indexes || []).filter((i) => !i.stale).map((i) => i.field));
+  const fs = [...r.params].filter(([k]) => k.startsWith("eq.")).map(([k, v]) => [k.slice(3), v]);
+  const field = el("select", { id: "filter-field" },
+    ...meta.fields.map((f) => el("option", { value: f, text: indexed.has(f) ? f + " (indexed)" : f })));
+  const value = el("input", { id: "filter-value", type: "text", spellcheck: "false", autocapitalize: "off" });
+  const list = el("ul", { class: "filters", "aria-label": "Filters in force" }, ...fs.map(([f, v], i) => {
+    const b = el("button", { type: "button", class: "quiet", "aria-label": `Remove filter ${f} = ${v}`, text: "×" });
+    b.addEventListener("click", () => { location.hash = withFilters(r, fs.filter((_, j) => j !== i)); });
+    return el("li", {}, el("code", { text: f }), " = ", el("code", { text: v === "" ? "(empty)" : v }),
+      indexed.has(f) ? el("span", { class: "status", text: " indexed" }) : null, " ", b);
+  }));
+  form.replaceChildren(
+    el("h2", { class: "sr", text: "Filter records" }),
+    el("div", { class: "row" },
+      el("label", { for: field.id, text: "Field" }), field,
+      el("label", { for: value.id, text: "equals" }), value,
+      el("button", { type: "submit", text: "Add filter" }),
+      fs.length ? el("button", { type: "button", class: "quiet", id: "filter-clear", text: "Clear" }) : null),
+    fs.length ? list : el("p", { class: "hint", text: "Indexed fields are found in constant time; others are scanned." }));
+  form.onsubmit = (ev) => {
+    ev.preventDefault();
+    location.hash = withFilters(r, [...fs, [field.value, value.value]]);
+  };
+  const clear = $("filter-clear");
+  if (clear) clear.addEventListener("click", () => { location.hash = withFilters(r, []); });
+  form.hidden = false;
+}
+
+// scanPager replaces the pager on a scanned answer: how far the scan read
+// and a button to continue it from its cursor (scanned N of M).
+function scanPager(box, r, page, meta) {
+  const { scan } = page;
+  const next = scan.next_cursor;
+  // A cursor is <generation>.<position>: the candidates read so far.
+  const done = next ? Number(next.split(".")[1]) : null;
+  const of = scan.index ? `the records with that ${scan.index}` : `${fmt.format(meta.count)} records`;
+  const read = next ? `scanned ${fmt.format(done)} of ${of}` : `scan complete (${of})`;
+  const found = page.returned > 0 ? `${fmt.format(page.returned)} match${page.returned === 1 ? "" : "es"} on this page` : "no match on this page";
+  const params = [...r.params].filter(([k]) => k !== "cursor" && k !== "offset");
+  const button = (label, text, cursor, disabled) => {
+    const b = el("button", { type: "button", class: "quiet", "aria-label": label, disabled, text });
+    b.addEventListener("click", () => {
+      refocus = label;
+      location.hash = routeHref(r.name, "records", cursor ? [...params, ["cursor", cursor]] : params);
+    });
+    return b;
+  };
+  box.replaceChildren(
+    button("Scan from the start", "« From the start", null, !r.params.get("cursor")),
+    button("Continue scan", "Continue ›", next, !next),
+    el("span", { class: "range", role: "status", text: `${found} · ${read}` + (page.count !== null && page.count !== undefined ? ` · ${fmt.format(page.count)} in all` : "") }));
 }
 
 async function renderRecords(mine, r, focus) {
   const limit = intParam(r.params, "limit", DEFAULT_LIMIT, 1, 1000);
   const offset = intParam(r.params, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
-  const q = [["limit", limit], ["offset", offset], ...filterParams(r.params)];
+  const q = (m) => [["limit", limit], ...(offset ? [["offset", offset]] : []), ...filterParams(r.params),
+    ...projection(r.name, m.fields)];
   const { meta, page } = await pageOf(r.name, "records", q);
   if (mine !== seq) return;
   shown = { seq: mine, meta, records: page };
@@ -352,10 +435,16 @@ async function renderRecords(mine, r, focus) {
   $("rec-title").textContent = r.name;
   $("rec-meta").textContent = metaLine(meta);
   tabs("rec", r.name, meta, r.params);
+  const again = document.activeElement && document.activeElement.id;
   drawColumns(r.name, meta.fields);
-  pager($("rec-pager"), r, page, "Rows");
+  drawFilters(r, meta);
+  if (page.scan) scanPager($("rec-pager"), r, page, meta);
+  else pager($("rec-pager"), r, page, filterParams(r.params).length ? "Matches" : "Rows");
   drawRecords(r.name);
   showView("view-records", focus);
+  // A column or filter change draws its controls anew: the keyboard's
+  // place among them stays.
+  if (!focus && again && $(again) && document.activeElement !== $(again)) $(again).focus({ preventScroll: true });
 }
 
 function drawColumns(name, fields) {
@@ -387,19 +476,22 @@ function drawRecords(name) {
     el("th", { scope: "col", class: "num", text: "#" }),
     ...cols.map((f) => el("th", { scope: "col", text: f }))));
   table.tBodies[0].replaceChildren(...records.data.map((rec, i) => el("tr", {},
-    el("td", { class: "num" }, recordButton(name, meta.fields, rec, records.offset + i)),
+    el("td", { class: "num" }, recordButton(name, meta.fields.filter((f) => f in rec), rec,
+      (records.scan ? 0 : records.offset || 0) + i, filterParams(parseRoute().params).length > 0, cols.length < meta.fields.length)),
     ...cols.map((f) => {
       const v = rec[f] ?? "";
       return el("td", { title: v.length > 40 ? v.slice(0, 500) : null, text: v });
     }))));
 }
 
-// recordButton opens one record with every field in full, whichever
-// columns the table shows.
-function recordButton(name, fields, rec, n) {
-  const b = el("button", { type: "button", class: "link", "aria-label": `Record ${n}: every field`, text: fmt.format(n) });
+// recordButton opens one record with its fields in full.
+// On a filtered page n counts matches; with some columns hidden only the
+// chosen ones were fetched (fields=), and the dialog says so.
+function recordButton(name, fields, rec, n, filtered, projected) {
+  const what = filtered ? "Match" : "Record";
+  const b = el("button", { type: "button", class: "link", "aria-label": `${what} ${n}: ${projected ? "the chosen fields" : "every field"}`, text: fmt.format(n) });
   b.addEventListener("click", () => {
-    $("record-title").textContent = `${name} · record ${fmt.format(n)}`;
+    $("record-title").textContent = `${name} · ${what.toLowerCase()} ${fmt.format(n)}` + (projected ? " (chosen columns; choose All for every field)" : "");
     $("record-fields").replaceChildren(...fields.flatMap((f) => [el("dt", { text: f }), el("dd", { text: rec[f] ?? "" })]));
     $("record").showModal();
   });
