@@ -84,6 +84,11 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 		}
 	}
 	s, err := js.CreateOrUpdateStream(ctx, StreamConfig(o))
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		// Created by another client (an ingester's BindStream) between
+		// this update's "not found" and its create: update it now.
+		s, err = js.CreateOrUpdateStream(ctx, StreamConfig(o))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", o.Name, err)
 	}
