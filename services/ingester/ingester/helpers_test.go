@@ -380,7 +380,7 @@ func splitCSV(t testing.TB, s string) (header []string, records [][]string) {
 // publishRaw publishes one message with schema's headers, synchronously.
 func publishRaw(t testing.TB, e *env, dataset string, env schema.Envelope, body []byte) {
 	t.Helper()
-	m := &nats.Msg{Subject: schema.Subject(dataset), Data: body, Header: nats.Header(env.Headers(dataset))}
+	m := &nats.Msg{Subject: schema.Subject(dataset), Data: body, Header: nats.Header(env.Headers())}
 	if _, err := e.js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}

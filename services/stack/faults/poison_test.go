@@ -36,7 +36,7 @@ type poison struct {
 // refusal rule (issue 16), and one of each class it already refused.
 func poisons() []poison {
 	env := func(ev schema.Event, sync string, row uint64) nats.Header {
-		h := nats.Header(schema.Envelope{Event: ev, Sync: sync, Row: row}.Headers("products"))
+		h := nats.Header(schema.Envelope{Event: ev, Sync: sync, Row: row}.Headers())
 		h.Del(schema.HeaderMsgID)
 		return h
 	}
@@ -66,7 +66,7 @@ func poisons() []poison {
 		{"empty body under the largest headers", schema.ReasonOversize, "rows.products", bigHeaders, nil},
 		{"append begin for one dataset more than MAX_DATASETS", schema.ReasonTooManyDatasets, "rows.another",
 			func() nats.Header {
-				h := nats.Header(schema.Envelope{Event: schema.EventBegin, Sync: "e5"}.Headers("another"))
+				h := nats.Header(schema.Envelope{Event: schema.EventBegin, Sync: "e5"}.Headers())
 				h.Del(schema.HeaderMsgID)
 				return h
 			}(), func() []byte {

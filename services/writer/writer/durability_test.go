@@ -253,7 +253,7 @@ func TestHostileMessagesAreNeverWritten(t *testing.T) {
 	// No Nats-Msg-Id on these: the real rows 4 to 6 must not be taken
 	// for their duplicates by the broker.
 	row := func(i uint64) nats.Header {
-		h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: i}.Headers("products"))
+		h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: i}.Headers())
 		h.Del(schema.HeaderMsgID)
 		return h
 	}
@@ -266,11 +266,11 @@ func TestHostileMessagesAreNeverWritten(t *testing.T) {
 	e.publish("rows.products", noID(row(4)), []byte(`{"Handle":"x"}`))                             // not this generation's record
 	e.publish("rows.products", noID(row(4)), []byte("{\"Handle\":\"a\nb\"}"))                      // a raw line break
 	e.publish("rows.products", noID(row(4)), []byte(strings.Repeat("x", schema.MaxRecordBytes+1))) // oversize
-	other := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: "0000000000000000", Row: 1}.Headers("products"))
+	other := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: "0000000000000000", Row: 1}.Headers())
 	e.publish("rows.products", other, s.record(1)) // a row outside any sync
-	e.publish("rows.nosuch", nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: 1}.Headers("nosuch")), s.record(1))
+	e.publish("rows.nosuch", nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: 1}.Headers()), s.record(1))
 	v2 := schema.Begin{Version: 2, Dataset: "products", Sync: "1111111111111111", Mode: schema.ModeReplace, Fields: testFields}
-	e.publish("rows.products", nats.Header(schema.Envelope{Event: schema.EventBegin, Sync: v2.Sync}.Headers("products")), mustJSON(v2))
+	e.publish("rows.products", nats.Header(schema.Envelope{Event: schema.EventBegin, Sync: v2.Sync}.Headers()), mustJSON(v2))
 	bad := row(4)
 	bad.Set(schema.HeaderRow, "-1")
 	e.publish("rows.products", bad, s.record(4))

@@ -195,7 +195,7 @@ func TestKill9AtRandomPointsLosesNothing(t *testing.T) {
 	go func() {
 		ctx := context.Background()
 		pub := func(ds string, ev schema.Envelope, body []byte, withID bool) {
-			h := nats.Header(ev.Headers(ds))
+			h := nats.Header(ev.Headers())
 			if !withID {
 				h.Del(schema.HeaderMsgID)
 			}

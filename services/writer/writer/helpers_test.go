@@ -84,7 +84,7 @@ func (e *env) publish(subject string, h nats.Header, body []byte) uint64 {
 
 func (e *env) send(ds string, ev schema.Envelope, body []byte, withMsgID bool) uint64 {
 	e.t.Helper()
-	h := nats.Header(ev.Headers(ds))
+	h := nats.Header(ev.Headers())
 	if !withMsgID {
 		h.Del(schema.HeaderMsgID)
 	}

@@ -90,7 +90,7 @@ func TestLargeHeadersAreRefused(t *testing.T) {
 	s := e.sync("products", schema.ModeReplace)
 	s.begin()
 	s.rows(1, 2)
-	h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: 3}.Headers("products"))
+	h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: 3}.Headers())
 	h.Del(schema.HeaderMsgID)
 	h.Set("X-Junk", strings.Repeat("j", 60<<10))
 	e.publish("rows.products", h, s.record(3))

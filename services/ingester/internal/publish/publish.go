@@ -234,7 +234,7 @@ func (p *Publisher) Retries() int { return p.retries }
 func (p *Publisher) setHeaders(s *slot, env schema.Envelope) {
 	h := s.msg.Header
 	if env.Event != schema.EventRow || s.event != schema.EventRow || h[schema.HeaderSync][0] != env.Sync {
-		s.msg.Header = nats.Header(env.Headers(p.dataset))
+		s.msg.Header = nats.Header(env.Headers())
 		s.event = env.Event
 		return
 	}

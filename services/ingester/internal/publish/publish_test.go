@@ -84,7 +84,7 @@ func TestRowHeadersAreSchemas(t *testing.T) {
 		t.Fatalf("%d messages stored, want %d", len(msgs), len(want))
 	}
 	for i, m := range msgs {
-		if wantH := nats.Header(want[i].Headers("hdr")); !reflect.DeepEqual(m.Header, wantH) {
+		if wantH := nats.Header(want[i].Headers()); !reflect.DeepEqual(m.Header, wantH) {
 			t.Fatalf("message %d headers %v, want %v", i+1, m.Header, wantH)
 		}
 		if wantBody := fmt.Sprintf(`{"n":%q}`, want[i].MsgID("hdr")); string(m.Data) != wantBody {
@@ -104,7 +104,7 @@ func TestOrderBrokenIsDetected(t *testing.T) {
 	ctx := context.Background()
 	const sync = "00000000000000aa"
 	row2 := schema.Envelope{Event: schema.EventRow, Sync: sync, Row: 2}
-	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: schema.Subject("ord"), Data: []byte(`{}`), Header: nats.Header(row2.Headers("ord"))}); err != nil {
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: schema.Subject("ord"), Data: []byte(`{}`), Header: nats.Header(row2.Headers())}); err != nil {
 		t.Fatal(err)
 	}
 	p := New(js, "ord", Options{Window: 8})
