@@ -92,9 +92,9 @@ func writeFile(t testing.TB, name, content string) string {
 // msg is one stored message of a dataset's subject.
 type msg struct {
 	Seq  uint64
-	Env  schema.Envelope
-	ID   string
-	Body []byte
+	Env   schema.Envelope
+	MsgID string // Nats-Msg-Id, which rowpipe never sets
+	Body  []byte
 }
 
 // messages returns every message stored on rows.<dataset>, in stream order.
@@ -138,7 +138,7 @@ func (e *env) messages(dataset string) []msg {
 			if err != nil {
 				e.t.Fatalf("seq %d: %v", md.Sequence.Stream, err)
 			}
-			out = append(out, msg{Seq: md.Sequence.Stream, Env: env, ID: m.Headers().Get(schema.HeaderMsgID), Body: m.Data()})
+			out = append(out, msg{Seq: md.Sequence.Stream, Env: env, MsgID: m.Headers().Get(jetstream.MsgIDHeader), Body: m.Data()})
 			if md.Sequence.Stream >= last {
 				return out
 			}

@@ -50,7 +50,6 @@ func writerPeakRSS(b *testing.B, messages, headerBytes, body int) float64 {
 		b.Fatal(err)
 	}
 	h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: "0123456789abcdef", Row: 1}.Headers())
-	h.Del(schema.HeaderMsgID)
 	h.Set("X-Padding", strings.Repeat("h", headerBytes))
 	data := make([]byte, body)
 	var last uint64
