@@ -91,7 +91,7 @@ func writeFile(t testing.TB, name, content string) string {
 
 // msg is one stored message of a dataset's subject.
 type msg struct {
-	Seq  uint64
+	Seq   uint64
 	Env   schema.Envelope
 	MsgID string // Nats-Msg-Id, which rowpipe never sets
 	Body  []byte

@@ -104,8 +104,7 @@ type Result struct {
 	Source   schema.Source
 	Duration time.Duration
 	// Retries counts messages published again after a failure (a lost
-	// connection, a restarting server), in every attempt of the sync:
-	// those of an attempt abandoned for a broken order included.
+	// connection, a restarting server).
 	Retries int
 }
 
