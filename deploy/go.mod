@@ -6,7 +6,7 @@ require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/moby/patternmatcher v0.6.1
-	github.com/nats-io/nats-server/v2 v2.15.3
+	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.56.0
 	github.com/rowpipe/rowpipe/pkg/schema v0.0.0
 	github.com/rowpipe/rowpipe/pkg/svc v0.0.0

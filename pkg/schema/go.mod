@@ -3,7 +3,7 @@ module github.com/rowpipe/rowpipe/pkg/schema
 go 1.26.0
 
 require (
-	github.com/nats-io/nats-server/v2 v2.15.3
+	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.56.0
 )
 
