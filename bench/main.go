@@ -67,6 +67,9 @@ type options struct {
 	scale     int
 	loadgen   string
 	apiBefore string
+	// ingesterBefore is another ingester binary run in every ingest
+	// round beside bin/ingester, with the same writer and server.
+	ingesterBefore string
 }
 
 var sections = []string{"ingest", "memory", "api", "micro"}
@@ -105,6 +108,7 @@ func run() int {
 	flag.Uint64Var(&genSeed, "seed", 1, "the seed of -gen")
 	flag.StringVar(&scaleArg, "scale", "", "run only the scale section: a products CSV of this many rows (10M, say) synced three times through bin/stack with defaults")
 	flag.StringVar(&opt.loadgen, "loadgen", "auto", "API load generator: wrk (Debian's wrk -t2), client (in-process fasthttp client), or auto (wrk when it is on PATH)")
+	flag.StringVar(&opt.ingesterBefore, "ingester-before", "", "another ingester binary (say, main's) to run in every ingest round beside bin/ingester, same writer, api and nats-server: the before column")
 	flag.StringVar(&opt.apiBefore, "api-before", "", "another api binary (say, main's) to measure in the same slices as bin/api, over the same data: the before column")
 	flag.StringVar(&serveDir, "serve-ceiling", "", "internal: serve the API ceiling's constant bodies from this folder")
 	flag.StringVar(&serveAt, "ceiling-addr", "127.0.0.1:0", "internal: address of -serve-ceiling")
@@ -331,6 +335,17 @@ func (b *bench) run(ctx context.Context) *report {
 					if o != nil {
 						sr.ours = append(sr.ours, o)
 						logf("ours: %d rows in %s: %.0f rows/s (%s)", rows, o.run.elapsed.Round(time.Millisecond), rate(rows, o.run.elapsed), o.run.summary)
+					}
+				}
+				if servicesOK && ctx.Err() == nil && only["ingest"] && b.opt.ingesterBefore != "" {
+					logf("before: %s → nats-server → writer → api, %d rows (run %d of %d)", b.opt.ingesterBefore, rows, i+1, runs)
+					o, err := b.runOurs(ctx, csvPath, rows, false, nil, withIngester(b.opt.ingesterBefore))
+					if err != nil {
+						fail("before at %d rows: %v", rows, err)
+					}
+					if o != nil {
+						sr.before = append(sr.before, o)
+						logf("before: %d rows in %s: %.0f rows/s (%s)", rows, o.run.elapsed.Round(time.Millisecond), rate(rows, o.run.elapsed), o.run.summary)
 					}
 				}
 				// The same with a lookup index of Variant SKU; the API load

@@ -212,14 +212,24 @@ func ingestArgs(csvPath string, index bool) []string {
 	return append(args, csvPath)
 }
 
+// ingestOpt changes how ingest runs the ingester.
+type ingestOpt func(*string)
+
+// withIngester runs bin instead of bin/ingester (-ingester-before).
+func withIngester(bin string) ingestOpt { return func(b *string) { *b = bin } }
+
 // ingest runs bin/ingester --dataset bench --wait csvPath against natsURL
 // (with --index when index is set) and returns once the api at apiAddr
 // reports count == rows.
-func (b *bench) ingest(ctx context.Context, natsURL, apiAddr, csvPath string, rows int, index bool) (ingestRun, error) {
+func (b *bench) ingest(ctx context.Context, natsURL, apiAddr, csvPath string, rows int, index bool, opts ...ingestOpt) (ingestRun, error) {
+	bin := b.binary("ingester")
+	for _, o := range opts {
+		o(&bin)
+	}
 	timeout := 10*time.Minute + time.Duration(rows/2000)*time.Second
 	start := time.Now()
 	p, err := b.sup.start(spec{
-		name: "ingester", timeout: timeout, captureStdout: true, bin: b.binary("ingester"),
+		name: "ingester", timeout: timeout, captureStdout: true, bin: bin,
 		env:  []string{"NATS_URL=" + natsURL, "PROGRESS=log"},
 		args: ingestArgs(csvPath, index),
 	})
@@ -292,7 +302,7 @@ func (o *oursResult) totalCPU() time.Duration {
 
 // runOurs ingests the CSV through the real services, then (when load is
 // non-nil) runs the API load test against the same api.
-func (b *bench) runOurs(ctx context.Context, csvPath string, rows int, index bool, load func(*services) error) (*oursResult, error) {
+func (b *bench) runOurs(ctx context.Context, csvPath string, rows int, index bool, load func(*services) error, opts ...ingestOpt) (*oursResult, error) {
 	dir, err := os.MkdirTemp(b.tmp, "ours-")
 	if err != nil {
 		return nil, err
@@ -305,7 +315,7 @@ func (b *bench) runOurs(ctx context.Context, csvPath string, rows int, index boo
 	defer s.stop()
 	s.indexed = index
 	cpu0 := map[string]time.Duration{"nats-server": s.nats.cpu(), "writer": s.writer.cpu(), "api": s.api.cpu()}
-	run, err := b.ingest(ctx, s.natsURL, s.apiAddr, csvPath, rows, index)
+	run, err := b.ingest(ctx, s.natsURL, s.apiAddr, csvPath, rows, index, opts...)
 	if err != nil {
 		return nil, err
 	}

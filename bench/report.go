@@ -42,8 +42,10 @@ type sizeResult struct {
 	// indexed are our runs with `--index "Variant SKU"`, alternating
 	// with ours: what building the lookup index adds.
 	indexed []*oursResult
-	stack   *stackResult
-	copy    *copyResult // PostgreSQL COPY of the same CSV
+	// before are the runs of -ingester-before, alternating with ours.
+	before []*oursResult
+	stack  *stackResult
+	copy   *copyResult // PostgreSQL COPY of the same CSV
 }
 
 // medianCeiling is the ceiling run of median elapsed time (nil if none).
@@ -315,6 +317,7 @@ func (r *report) ingestSection(p func(string, ...any)) {
 			p("- ours/ceiling of each pair at %s rows: %s\n", num(float64(s.rows)), strings.Join(rs, ", "))
 		}
 	}
+	r.beforeIngest(p)
 	for _, s := range r.sizes {
 		switch o := s.medianOurs(); {
 		case s.copy == nil:
@@ -658,5 +661,33 @@ func (r *report) indexedIngest(p func(string, ...any)) {
 			fmt.Sprintf("%.2f (%s vs %s)", ratio, secs(x.run.elapsed), secs(o.run.elapsed)), ratio <= targetIndexedIngest)
 		p("| %s | %d | %s | %s | %.2f %s | %s / %s |\n", num(float64(s.rows)), len(s.indexed), secs(o.run.elapsed), secs(x.run.elapsed),
 			ratio, verdict, usPerRow(o.cpu["writer"], s.rows), usPerRow(x.cpu["writer"], s.rows))
+	}
+}
+
+// beforeIngest compares bin/ingester with -ingester-before, run in the
+// same rounds on the same services.
+func (r *report) beforeIngest(p func(string, ...any)) {
+	for _, s := range r.sizes {
+		b, o := medianOursOf(s.before), s.medianOurs()
+		if b == nil || o == nil {
+			continue
+		}
+		p("- `-ingester-before %s` at %s rows, in the same rounds: %s rows/s, CPU/row ingester %s + nats-server %s + writer %s µs; ours %s rows/s, CPU/row ingester %s + nats-server %s + writer %s µs; **ours/before = %.2f** (rows/s, medians)",
+			r.opt.ingesterBefore, num(float64(s.rows)), num(rate(s.rows, b.run.elapsed)),
+			usPerRow(b.cpu["ingester"], s.rows), usPerRow(b.cpu["nats-server"], s.rows), usPerRow(b.cpu["writer"], s.rows),
+			num(rate(s.rows, o.run.elapsed)),
+			usPerRow(o.cpu["ingester"], s.rows), usPerRow(o.cpu["nats-server"], s.rows), usPerRow(o.cpu["writer"], s.rows),
+			b.run.elapsed.Seconds()/o.run.elapsed.Seconds())
+		if n := min(len(s.ours), len(s.before)); n > 1 {
+			var rs []string
+			for i := range n {
+				rs = append(rs, fmt.Sprintf("%.2f", s.before[i].run.elapsed.Seconds()/s.ours[i].run.elapsed.Seconds()))
+			}
+			p("; each round: %s", strings.Join(rs, ", "))
+		}
+		if s.copy != nil && s.copy.skipped == "" {
+			p("; before/COPY = %.2f", s.copy.elapsed.Seconds()/b.run.elapsed.Seconds())
+		}
+		p("\n")
 	}
 }

@@ -146,7 +146,7 @@ func TestDecodeEndAndAbortRefuseWhatIsOutOfBounds(t *testing.T) {
 }
 
 func TestEnvelopeSizeCountsSubjectAndHeaders(t *testing.T) {
-	h := Envelope{Event: EventRow, Sync: "9f86d081884c7d65", Row: 42}.Headers("products")
+	h := Envelope{Event: EventRow, Sync: "9f86d081884c7d65", Row: 42}.Headers()
 	n := EnvelopeSize("rows.products", h)
 	if n < 80 || n > 200 {
 		t.Fatalf("a row's envelope: %d bytes", n)

@@ -1,6 +1,6 @@
 // Package schema owns every byte format that crosses a process boundary in
 // rowpipe: dataset names and subjects, the message envelope on the ROWS
-// stream (event kinds, headers, Nats-Msg-Id, begin/end/abort/reject bodies),
+// stream (event kinds, headers, begin/end/abort/reject bodies),
 // the record encoding (one CSV record as one compact JSON object), the
 // fixed-size metadata header that opens every NDJSON generation file, the
 // offset index beside it, the rejects file kept beside it, the file names

@@ -30,9 +30,10 @@ const (
 	EventAbort Event = "abort"
 )
 
-// Header names. Nats-Msg-Id is JetStream's own de-duplication header.
+// Header names. No message carries JetStream's Nats-Msg-Id: a sync's
+// messages are stored exactly once by their position (docs/messages.md,
+// Deduplication).
 const (
-	HeaderMsgID = "Nats-Msg-Id"
 	HeaderEvent = "Rowpipe-Event"
 	HeaderSync  = "Rowpipe-Sync"
 	HeaderRow   = "Rowpipe-Row"
@@ -42,7 +43,7 @@ const (
 // docs/messages.md. A begin with a higher version is refused by the writer.
 const EnvelopeVersion = 1
 
-// MaxSyncIDLen bounds a sync id: it is part of every Nats-Msg-Id.
+// MaxSyncIDLen bounds a sync id.
 const MaxSyncIDLen = 32
 
 // ErrEnvelope is wrapped by every error about a message's headers or body.
@@ -65,8 +66,7 @@ func NewSyncID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ValidateSyncID checks that id can be used in a Nats-Msg-Id: 1 to 32
-// lowercase letters and digits.
+// ValidateSyncID checks that id is 1 to 32 lowercase letters and digits.
 func ValidateSyncID(id string) error {
 	if id == "" || len(id) > MaxSyncIDLen {
 		return fmt.Errorf("%w: sync id %q must be 1 to %d characters", ErrEnvelope, truncate(id, 40), MaxSyncIDLen)
@@ -79,27 +79,10 @@ func ValidateSyncID(id string) error {
 	return nil
 }
 
-// MsgID is the Nats-Msg-Id of a message: <dataset>.<sync>.<row index> for
-// rows, <dataset>.<sync>.reject.<line> for rejects, and
-// <dataset>.<sync>.<event> for the framing messages. A re-run of an
-// interrupted sync that reuses its sync id therefore publishes the same ids,
-// and JetStream drops the ones it already has.
-func (e Envelope) MsgID(dataset string) string {
-	switch e.Event {
-	case EventRow:
-		return dataset + "." + e.Sync + "." + strconv.FormatUint(e.Row, 10)
-	case EventReject:
-		return dataset + "." + e.Sync + ".reject." + strconv.FormatUint(e.Row, 10)
-	default:
-		return dataset + "." + e.Sync + "." + string(e.Event)
-	}
-}
-
-// Headers returns the message headers for e on dataset's subject, ready to
-// convert to nats.Header.
-func (e Envelope) Headers(dataset string) map[string][]string {
+// Headers returns the message headers for e, ready to convert to
+// nats.Header.
+func (e Envelope) Headers() map[string][]string {
 	h := map[string][]string{
-		HeaderMsgID: {e.MsgID(dataset)},
 		HeaderEvent: {string(e.Event)},
 		HeaderSync:  {e.Sync},
 	}

@@ -26,60 +26,35 @@ func TestEnvelopeHeadersRoundTrip(t *testing.T) {
 		{Event: EventEnd, Sync: "a"},
 		{Event: EventAbort, Sync: strings.Repeat("z", MaxSyncIDLen)},
 	} {
-		got, err := ParseEnvelope(e.Headers("products"))
+		got, err := ParseEnvelope(e.Headers())
 		if err != nil || got != e {
 			t.Errorf("ParseEnvelope(%+v.Headers()) = %+v, %v", e, got, err)
 		}
 	}
 }
 
-func TestEnvelopeHeadersCarryKindSyncRowAndMsgID(t *testing.T) {
+func TestEnvelopeHeadersCarryKindSyncRow(t *testing.T) {
 	tests := []struct {
 		e    Envelope
 		want map[string][]string
 	}{
 		{Envelope{Event: EventRow, Sync: testSync, Row: 42}, map[string][]string{
-			"Nats-Msg-Id": {"products." + testSync + ".42"}, "Rowpipe-Event": {"row"},
-			"Rowpipe-Sync": {testSync}, "Rowpipe-Row": {"42"},
+			"Rowpipe-Event": {"row"},
+			"Rowpipe-Sync":  {testSync}, "Rowpipe-Row": {"42"},
 		}},
 		{Envelope{Event: EventReject, Sync: testSync, Row: 9}, map[string][]string{
-			"Nats-Msg-Id": {"products." + testSync + ".reject.9"}, "Rowpipe-Event": {"reject"},
-			"Rowpipe-Sync": {testSync}, "Rowpipe-Row": {"9"},
+			"Rowpipe-Event": {"reject"},
+			"Rowpipe-Sync":  {testSync}, "Rowpipe-Row": {"9"},
 		}},
 		{Envelope{Event: EventBegin, Sync: testSync, Row: 5}, map[string][]string{ // Row ignored
-			"Nats-Msg-Id": {"products." + testSync + ".begin"}, "Rowpipe-Event": {"begin"},
-			"Rowpipe-Sync": {testSync},
+			"Rowpipe-Event": {"begin"},
+			"Rowpipe-Sync":  {testSync},
 		}},
 	}
 	for _, tt := range tests {
-		if got := tt.e.Headers("products"); !reflect.DeepEqual(got, tt.want) {
+		if got := tt.e.Headers(); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%+v.Headers() = %v, want %v", tt.e, got, tt.want)
 		}
-	}
-}
-
-func TestMsgIDForms(t *testing.T) {
-	tests := []struct {
-		e    Envelope
-		want string
-	}{
-		{Envelope{Event: EventRow, Sync: "s1", Row: 1}, "products.s1.1"},
-		{Envelope{Event: EventRow, Sync: "s1", Row: 1000000}, "products.s1.1000000"},
-		{Envelope{Event: EventReject, Sync: "s1", Row: 3}, "products.s1.reject.3"},
-		{Envelope{Event: EventBegin, Sync: "s1"}, "products.s1.begin"},
-		{Envelope{Event: EventEnd, Sync: "s1"}, "products.s1.end"},
-		{Envelope{Event: EventAbort, Sync: "s1"}, "products.s1.abort"},
-	}
-	seen := map[string]bool{}
-	for _, tt := range tests {
-		got := tt.e.MsgID("products")
-		if got != tt.want {
-			t.Errorf("%+v.MsgID() = %q, want %q", tt.e, got, tt.want)
-		}
-		if seen[got] {
-			t.Errorf("MsgID %q given twice", got)
-		}
-		seen[got] = true
 	}
 }
 
@@ -216,8 +191,7 @@ func TestBodiesJSONNames(t *testing.T) {
 }
 
 // The headers survive a real JetStream round trip unchanged (nats.go keeps
-// header names as they are), and Nats-Msg-Id makes a re-published row a
-// duplicate the server drops.
+// header names as they are), and carry no Nats-Msg-Id.
 func TestEnvelopeThroughJetStream(t *testing.T) {
 	srv := jstest.Start(t)
 	js, err := jetstream.New(srv.Conn())
@@ -232,7 +206,7 @@ func TestEnvelopeThroughJetStream(t *testing.T) {
 	}
 	publish := func(e Envelope, body string) *jetstream.PubAck {
 		t.Helper()
-		msg := &nats.Msg{Subject: Subject("products"), Header: nats.Header(e.Headers("products")), Data: []byte(body)}
+		msg := &nats.Msg{Subject: Subject("products"), Header: nats.Header(e.Headers()), Data: []byte(body)}
 		ack, err := js.PublishMsg(ctx, msg)
 		if err != nil {
 			t.Fatalf("publish %+v: %v", e, err)
@@ -247,19 +221,7 @@ func TestEnvelopeThroughJetStream(t *testing.T) {
 		{Event: EventEnd, Sync: testSync},
 	}
 	for _, e := range sent {
-		if ack := publish(e, "{}"); ack.Duplicate {
-			t.Fatalf("%+v: first publish reported as duplicate", e)
-		}
-	}
-	// A resumed ingester re-publishes the same messages: all are dropped.
-	for _, e := range sent {
-		if ack := publish(e, "{}"); !ack.Duplicate {
-			t.Errorf("%+v: re-publish with Msg-Id %s was stored again (seq %d)", e, e.MsgID("products"), ack.Sequence)
-		}
-	}
-	// Row 1 of another sync is a different message.
-	if ack := publish(Envelope{Event: EventRow, Sync: "fedcba9876543210", Row: 1}, "{}"); ack.Duplicate {
-		t.Error("row 1 of another sync was taken for a duplicate")
+		publish(e, "{}")
 	}
 	for i, want := range sent {
 		m, err := stream.GetMsg(ctx, uint64(i+1))
@@ -270,8 +232,8 @@ func TestEnvelopeThroughJetStream(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("seq %d: ParseEnvelope = %+v, %v; want %+v", i+1, got, err, want)
 		}
-		if m.Header.Get(HeaderMsgID) != want.MsgID("products") {
-			t.Errorf("seq %d: Nats-Msg-Id %q", i+1, m.Header.Get(HeaderMsgID))
+		if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+			t.Errorf("seq %d: Nats-Msg-Id %q", i+1, id)
 		}
 	}
 }
@@ -287,7 +249,7 @@ func FuzzParseEnvelope(f *testing.F) {
 	f.Add("", "", "", "")
 	f.Add("\xff", "\x00", "\u2028", "")
 	f.Fuzz(func(t *testing.T, event, sync, row, msgID string) {
-		h := map[string][]string{HeaderEvent: {event}, HeaderSync: {sync}, HeaderRow: {row}, HeaderMsgID: {msgID}}
+		h := map[string][]string{HeaderEvent: {event}, HeaderSync: {sync}, HeaderRow: {row}, jetstream.MsgIDHeader: {msgID}}
 		e, err := ParseEnvelope(h)
 		if err != nil {
 			if !errors.Is(err, ErrEnvelope) {
@@ -303,7 +265,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		if (e.Event == EventRow || e.Event == EventReject) != (e.Row > 0) {
 			t.Fatalf("accepted %+v", e)
 		}
-		again, err := ParseEnvelope(e.Headers("products"))
+		again, err := ParseEnvelope(e.Headers())
 		if err != nil || again != e {
 			t.Fatalf("ParseEnvelope(%+v.Headers()) = %+v, %v", e, again, err)
 		}

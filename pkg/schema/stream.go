@@ -27,11 +27,11 @@ const (
 	// compression: 4 GiB holds two generations of about 1.4M rows of a
 	// Shopify products export.
 	DefaultStreamMaxBytes = 4 << 30
-	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id. It
-	// catches a publish retried right after a lost ack or a reconnect;
-	// anything older is deduplicated by the writer through the row index.
-	// The broker keeps ~150 B per id inside the window, so the window is a
-	// memory cost: 2 minutes at 40K rows/s held ~700 MB, 2 s holds ~12 MB.
+	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id. No
+	// rowpipe message carries one (a sync is stored exactly once by its
+	// position: docs/messages.md#deduplication); the window is kept short
+	// because the broker holds ~150 B per id inside it, for messages others
+	// publish with one.
 	DuplicateWindow = 2 * time.Second
 )
 
@@ -48,7 +48,9 @@ type StreamOptions struct {
 // creates or updates it (ingester, writer, stack). Messages are stored
 // compressed with S2: a row's JSON takes about 1/8 of its size on disk.
 // JetStream's byte counts (MaxBytes, StreamInfo.State.Bytes, the server's
-// max_file_store) stay those of the uncompressed messages.
+// max_file_store) stay those of the uncompressed messages. The stream
+// allows fast-ingest batch publishing (nats-server 2.14 or later), which
+// the ingester uses.
 func StreamConfig(o StreamOptions) jetstream.StreamConfig {
 	if o.MaxBytes == 0 {
 		o.MaxBytes = DefaultStreamMaxBytes
@@ -65,12 +67,15 @@ func StreamConfig(o StreamOptions) jetstream.StreamConfig {
 		Compression: jetstream.S2Compression,
 		Replicas:    max(o.Replicas, 1),
 		Duplicates:  DuplicateWindow,
+
+		AllowBatchPublish: true,
 	}
 }
 
 // EnsureStream creates the stream, or updates it to StreamConfig(o): an
 // existing stream stored uncompressed is switched to S2 (messages stored
-// from then on are compressed; see docs/messages.md#compression). With
+// from then on are compressed; see docs/messages.md#compression), and one
+// that does not allow batch publishing is made to. With
 // o.MaxBytes 0 an existing stream keeps its limit, so a client that does
 // not set STREAM_MAX_BYTES never shrinks what the operator chose.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Stream, error) {

@@ -141,12 +141,14 @@ func TestEnsureStateBucket(t *testing.T) {
 }
 
 // TestStreamIsCompressedAndMigrated: a stream created before compression
-// (as rowpipe did) is switched to S2 by EnsureStream, keeping its
-// messages; an unset MaxBytes keeps the existing limit.
+// and batch publishing (as rowpipe did) is switched to S2 and to allowing
+// batches by EnsureStream, keeping its messages; an unset MaxBytes keeps
+// the existing limit.
 func TestStreamIsCompressedAndMigrated(t *testing.T) {
 	js, ctx := testJetStream(t)
 	old := StreamConfig(StreamOptions{Name: "ROWS", MaxBytes: 8 << 20})
 	old.Compression = jetstream.NoCompression
+	old.AllowBatchPublish = false
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
@@ -163,6 +165,9 @@ func TestStreamIsCompressedAndMigrated(t *testing.T) {
 	}
 	if info.Config.Compression != jetstream.S2Compression {
 		t.Errorf("compression %v after EnsureStream, want s2", info.Config.Compression)
+	}
+	if !info.Config.AllowBatchPublish {
+		t.Error("the stream does not allow batch publishing after EnsureStream")
 	}
 	if info.Config.MaxBytes != 8<<20 {
 		t.Errorf("MaxBytes %d: an unset STREAM_MAX_BYTES changed the stream's limit", info.Config.MaxBytes)
@@ -190,7 +195,7 @@ func TestStoredBytesIsWhatTheStreamCounts(t *testing.T) {
 	var want int64
 	for i, body := range []string{`{"Handle":"a"}`, `{"Handle":"b","Title":"Crème"}`, ""} {
 		env := Envelope{Event: EventRow, Sync: testSync, Row: uint64(i + 1)}
-		h := env.Headers("products")
+		h := env.Headers()
 		msg := &nats.Msg{Subject: Subject("products"), Header: nats.Header(h), Data: []byte(body)}
 		if _, err := js.PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)

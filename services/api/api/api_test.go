@@ -20,6 +20,7 @@ import (
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
+	"github.com/rowpipe/rowpipe/services/api/internal/store"
 )
 
 // proto is the acceptance suite's shared fixture: 25 records.
@@ -410,11 +411,13 @@ func TestNewGenerationWithoutRestartAndAppendsAsTheyLand(t *testing.T) {
 	}
 	g := datadirtest.Gen{Dataset: "live", Generation: 4, Rows: 2, Mode: schema.ModeAppend, Tag: "B"}
 	hdr := datadirtest.Publish(t, h.dataDir, g)
+	time.Sleep(store.Fresh)
 	first := h.get("/fetch-data?dataset=live")
 	if o := first.json(t); o["generation"] != 4.0 || o["count"] != 2.0 {
 		t.Fatal(o)
 	}
 	datadirtest.Append(t, h.dataDir, g, hdr, 5)
+	time.Sleep(store.Fresh)
 	a := h.get("/fetch-data?dataset=live")
 	if want := envelope("live", 4, 7, 0, 10, 7, "null", lines(t, g, 0, 7)); string(a.body) != want {
 		t.Fatalf("after appending:\n got %s\nwant %s", a.body, want)

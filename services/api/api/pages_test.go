@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
+	"github.com/rowpipe/rowpipe/services/api/internal/store"
 )
 
 // kiloRecords publishes dataset "kilo": 600 records of about 1 KB, so that
@@ -161,8 +162,9 @@ func TestResponseBytesAreCounted(t *testing.T) {
 	t.Fatalf("/metrics lacks %s", want)
 }
 
-// CURRENT renamed between two requests: the second one serves the new
-// generation, however close the swaps come.
+// CURRENT renamed between two requests: the first request later than
+// store.Fresh after the rename serves the new generation, however close the
+// swaps come.
 func TestEverySwapIsServedByTheNextRequest(t *testing.T) {
 	h := start(t, nil)
 	for _, gen := range []uint64{3, 4} {
@@ -171,6 +173,7 @@ func TestEverySwapIsServedByTheNextRequest(t *testing.T) {
 	for i := range 200 {
 		gen := uint64(3 + i%2)
 		datadirtest.SetCurrent(t, h.dataDir, "swap", gen)
+		time.Sleep(store.Fresh)
 		a := h.get("/fetch-data?dataset=swap&metadata_only=true")
 		if m := a.json(t); m["generation"] != float64(gen) || m["count"] != float64(gen) {
 			t.Fatalf("swap %d to generation %d: served %v", i, gen, m)

@@ -9,7 +9,8 @@
 //	err = srv.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //
 // The api only reads DATA_DIR. It picks up a new generation, or records
-// appended to the current one, on the next request, and needs no restart.
+// appended to the current one, within a millisecond (store.Fresh), and needs
+// no restart.
 package api
 
 import (

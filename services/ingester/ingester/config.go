@@ -44,12 +44,13 @@ type Config struct {
 	// set); the command refuses --dataset with a folder.
 	Dataset string `envconfig:"DATASET"`
 
-	// PublishWindow is the most row messages unacknowledged at once: the
-	// memory bound of publishing (default 256, see package publish).
-	// PublishGiveUp is how long failing publishes (and the first
-	// connection) are retried before the ingest fails with exit status 1
-	// (--give-up, default 1m). PublishAckTimeout (default 10s) fails a
-	// publish whose ack does not come, so it is published again.
+	// PublishWindow is the most messages unacknowledged at once: the
+	// memory bound of publishing (default 500; the server acks every half
+	// of it, see package publish). PublishGiveUp is how long failing
+	// publishes (and the first connection) are retried before the ingest
+	// fails with exit status 1 (--give-up, default 1m). PublishAckTimeout
+	// (default 10s) gives up a batch whose ack does not come: what the
+	// stream lacks is published again.
 	PublishWindow     int           `envconfig:"PUBLISH_WINDOW"`
 	PublishGiveUp     time.Duration `envconfig:"PUBLISH_GIVE_UP"`
 	PublishAckTimeout time.Duration `envconfig:"PUBLISH_ACK_TIMEOUT"`

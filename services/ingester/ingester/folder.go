@@ -136,7 +136,7 @@ func (f *folderRun) pass(ctx context.Context) (_ Result, reported bool, _ error)
 		}
 		one := *g
 		one.cfg.Source, one.cfg.Dataset = file.Path, file.Dataset
-		res, err := one.syncWithRestarts(ctx)
+		res, err := one.sync(ctx)
 		last = res
 		if err == nil {
 			continue

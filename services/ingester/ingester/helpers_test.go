@@ -91,10 +91,10 @@ func writeFile(t testing.TB, name, content string) string {
 
 // msg is one stored message of a dataset's subject.
 type msg struct {
-	Seq  uint64
-	Env  schema.Envelope
-	ID   string
-	Body []byte
+	Seq   uint64
+	Env   schema.Envelope
+	MsgID string // Nats-Msg-Id, which rowpipe never sets
+	Body  []byte
 }
 
 // messages returns every message stored on rows.<dataset>, in stream order.
@@ -138,7 +138,7 @@ func (e *env) messages(dataset string) []msg {
 			if err != nil {
 				e.t.Fatalf("seq %d: %v", md.Sequence.Stream, err)
 			}
-			out = append(out, msg{Seq: md.Sequence.Stream, Env: env, ID: m.Headers().Get(schema.HeaderMsgID), Body: m.Data()})
+			out = append(out, msg{Seq: md.Sequence.Stream, Env: env, MsgID: m.Headers().Get(jetstream.MsgIDHeader), Body: m.Data()})
 			if md.Sequence.Stream >= last {
 				return out
 			}
@@ -380,7 +380,7 @@ func splitCSV(t testing.TB, s string) (header []string, records [][]string) {
 // publishRaw publishes one message with schema's headers, synchronously.
 func publishRaw(t testing.TB, e *env, dataset string, env schema.Envelope, body []byte) {
 	t.Helper()
-	m := &nats.Msg{Subject: schema.Subject(dataset), Data: body, Header: nats.Header(env.Headers(dataset))}
+	m := &nats.Msg{Subject: schema.Subject(dataset), Data: body, Header: nats.Header(env.Headers())}
 	if _, err := e.js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}

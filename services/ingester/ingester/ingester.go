@@ -6,7 +6,8 @@
 // all-in-one stack both call Run with a Config and a NATS connection.
 //
 // Run never holds the source in memory: it reads one record at a time and
-// publishes asynchronously with a bounded window (Config.PublishWindow).
+// publishes in fast-ingest batches with a bounded window of unacknowledged
+// messages (Config.PublishWindow).
 package ingester
 
 import (
@@ -27,7 +28,6 @@ import (
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/ingester/internal/csvsource"
 	"github.com/rowpipe/rowpipe/services/ingester/internal/inbox"
-	"github.com/rowpipe/rowpipe/services/ingester/internal/publish"
 )
 
 // Errors that decide the exit status (see ExitCode). Run's errors wrap at
@@ -104,8 +104,7 @@ type Result struct {
 	Source   schema.Source
 	Duration time.Duration
 	// Retries counts messages published again after a failure (a lost
-	// connection, a restarting server), in every attempt of the sync:
-	// those of an attempt abandoned for a broken order included.
+	// connection, a restarting server).
 	Retries int
 }
 
@@ -171,13 +170,12 @@ func Run(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, stdou
 	if err != nil {
 		return Result{Dataset: cfg.Dataset}, err
 	}
-	defer g.js.CleanupPublisher()
-
 	if cfg.Every == 0 {
-		return g.syncWithRestarts(ctx)
+		res, err := g.sync(ctx)
+		return res, err
 	}
 	for {
-		res, err := g.syncWithRestarts(ctx)
+		res, err := g.sync(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return res, nil // stopped (SIGTERM): the sync in progress was aborted
@@ -221,10 +219,6 @@ func CheckSource(cfg Config) error {
 	return in.Close()
 }
 
-// maxSyncAttempts bounds how often a sync whose order was broken by a
-// connection failure is started again from the beginning.
-const maxSyncAttempts = 3
-
 type ingester struct {
 	cfg    Config
 	log    *slog.Logger
@@ -234,9 +228,6 @@ type ingester struct {
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	csv    csvsource.Options
-	// broken holds the ids of syncs whose order a connection failure broke:
-	// never resumed again, whatever the writer's state still says.
-	broken map[string]bool
 }
 
 func newIngester(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logger, stdout, stderr io.Writer) (*ingester, error) {
@@ -245,7 +236,7 @@ func newIngester(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logge
 	}
 	enc, _ := csvsource.LookupEncoding(cfg.Encoding)    // validated
 	delim, _ := csvsource.ParseDelimiter(cfg.Delimiter) // validated
-	g := &ingester{cfg: cfg, log: log, stdout: stdout, stderr: stderr, broken: map[string]bool{},
+	g := &ingester{cfg: cfg, log: log, stdout: stdout, stderr: stderr,
 		csv: csvsource.Options{Encoding: enc, Delimiter: delim, MaxRecordBytes: schema.MaxRecordBytes}}
 	switch cfg.Progress {
 	case "bar":
@@ -254,7 +245,7 @@ func newIngester(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logge
 		f, ok := stderr.(*os.File)
 		g.bar = ok && term.IsTerminal(int(f.Fd()))
 	}
-	js, err := publish.NewJetStream(nc, cfg.PublishWindow, cfg.PublishAckTimeout)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -268,7 +259,6 @@ func newIngester(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logge
 		return err
 	})
 	if err != nil {
-		js.CleanupPublisher()
 		return nil, err
 	}
 	return g, nil
@@ -299,29 +289,5 @@ func retry(ctx context.Context, giveUp time.Duration, log *slog.Logger, what str
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// syncWithRestarts runs a sync and, when a connection failure broke the
-// order of its messages in the stream, runs it again from the start under a
-// new sync id (a source that can be read again only).
-func (g *ingester) syncWithRestarts(ctx context.Context) (Result, error) {
-	retried := 0 // by the attempts abandoned
-	for attempt := 1; ; attempt++ {
-		res, reopenable, err := g.sync(ctx)
-		res.Retries += retried
-		if errors.Is(err, publish.ErrOrderBroken) {
-			g.broken[res.Sync] = true
-			retried = res.Retries
-		}
-		if errors.Is(err, publish.ErrOrderBroken) && reopenable && attempt < maxSyncAttempts && ctx.Err() == nil {
-			g.log.Warn("starting the sync again from the beginning under a new sync id", "dataset", g.cfg.Dataset,
-				"broken_sync", res.Sync, "err", err, "attempt", attempt+1)
-			continue
-		}
-		if errors.Is(err, publish.ErrOrderBroken) && !reopenable {
-			err = fmt.Errorf("%w; %s cannot be read a second time: run the ingest again", err, res.Source.Name)
-		}
-		return res, err
 	}
 }

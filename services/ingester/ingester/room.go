@@ -81,7 +81,7 @@ func (g *ingester) estimateStreamBytes(ctx context.Context, in *csvsource.Input,
 	subject := schema.Subject(g.cfg.Dataset)
 	overhead := func(ev schema.Event, row uint64, body int) int64 {
 		env := schema.Envelope{Event: ev, Sync: sync, Row: row}
-		return schema.StoredBytes(subject, env.Headers(g.cfg.Dataset), body)
+		return schema.StoredBytes(subject, env.Headers(), body)
 	}
 	start := rd.BytesRead()
 	frame := overhead(schema.EventBegin, 0, 4<<10) + overhead(schema.EventEnd, 0, 1<<10)

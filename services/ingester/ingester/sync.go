@@ -40,9 +40,8 @@ type syncRun struct {
 	buf      []byte
 }
 
-// sync runs one sync of the source. reopenable says whether the source can
-// be read again from its start (for syncWithRestarts).
-func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err error) {
+// sync runs one sync of the source.
+func (g *ingester) sync(ctx context.Context) (res Result, err error) {
 	start := time.Now()
 	cfg := g.cfg
 	res = Result{Dataset: cfg.Dataset}
@@ -51,19 +50,18 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	//    published nothing.
 	in, err := csvsource.Open(ctx, cfg.Source, csvsource.OpenOptions{Stdin: cfg.Stdin, HTTPClient: cfg.HTTPClient})
 	if err != nil {
-		return res, false, g.refused(ctx, err)
+		return res, g.refused(ctx, err)
 	}
 	defer in.Close()
-	reopenable = in.Reopenable()
 	res.Source = schema.Source{Name: in.Name, Size: in.Size}
 	preHash, err := in.PreHash(ctx)
 	if err != nil {
-		return res, reopenable, g.refused(ctx, err)
+		return res, g.refused(ctx, err)
 	}
 	res.Source.SHA256 = preHash
 	rd, err := csvsource.NewReader(in, in.Name, g.csv)
 	if err != nil {
-		return res, reopenable, g.refused(ctx, err)
+		return res, g.refused(ctx, err)
 	}
 	fields, renamed := schema.UniqueFields(rd.Header())
 	for _, rn := range renamed {
@@ -71,10 +69,10 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	}
 	enc, err := schema.NewRecordEncoder(fields)
 	if err != nil {
-		return res, reopenable, g.refused(ctx, fmt.Errorf("%s:%d: header: %w", in.Name, rd.Line(), err))
+		return res, g.refused(ctx, fmt.Errorf("%s:%d: header: %w", in.Name, rd.Line(), err))
 	}
 	if _, err := schema.ValidateIndexColumns(fields, cfg.Index); err != nil {
-		return res, reopenable, g.refused(ctx, fmt.Errorf("%s:%d: --index: %w", in.Name, rd.Line(), err))
+		return res, g.refused(ctx, fmt.Errorf("%s:%d: --index: %w", in.Name, rd.Line(), err))
 	}
 
 	// 2. What the writer says: unchanged, or an interrupted sync to resume.
@@ -84,7 +82,7 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 		return err
 	})
 	if err != nil {
-		return res, reopenable, err
+		return res, err
 	}
 	if cur := state.Current; preHash != "" && cur != nil && cur.SHA256 == preHash {
 		res.Outcome, res.Generation, res.Rows, res.Rejected = OutcomeUnchanged, cur.Generation, cur.Count, cur.Rejected
@@ -92,43 +90,56 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 		g.log.Info("source unchanged since the current generation; nothing published",
 			"dataset", cfg.Dataset, "source", in.Name, "generation", cur.Generation, "sha256", preHash)
 		fmt.Fprintln(g.stdout, res.Summary())
-		return res, reopenable, nil
+		return res, nil
 	}
-	s := &syncRun{g: g, in: in, rd: rd, enc: enc, sync: schema.NewSyncID(), buf: make([]byte, 0, 4096)}
-	if b := state.Building; preHash != "" && b != nil && b.SHA256 == preHash && !g.broken[b.Sync] && schema.ValidateSyncID(b.Sync) == nil {
+	// The stream's last message on the dataset: when it belongs to the
+	// interrupted sync of the same source, that sync goes on right after it.
+	var pub *publish.Publisher
+	err = retry(ctx, cfg.PublishGiveUp, g.log, "read the stream", func(ctx context.Context) (err error) {
+		pub, err = publish.New(ctx, g.js, cfg.Stream, cfg.Dataset, publish.Options{Window: cfg.PublishWindow,
+			GiveUp: cfg.PublishGiveUp, AckTimeout: cfg.PublishAckTimeout, Log: g.log})
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	s := &syncRun{g: g, in: in, rd: rd, enc: enc, pub: pub, sync: schema.NewSyncID(), buf: make([]byte, 0, 4096)}
+	last, _ := pub.Last()
+	if b := state.Building; preHash != "" && b != nil && b.SHA256 == preHash && last.Sync == b.Sync && last.Event != schema.EventAbort {
 		s.sync, res.Resumed = b.Sync, true
-		g.log.Info("resuming an interrupted sync of the same source: rows already in the stream are deduplicated",
-			"dataset", cfg.Dataset, "sync", b.Sync, "generation", b.Generation, "rows_written", b.Count)
+		pub.ResumeAfter(last)
+		g.log.Info("resuming an interrupted sync of the same source after the last message the stream holds",
+			"dataset", cfg.Dataset, "sync", b.Sync, "generation", b.Generation, "after", last.Event, "row", last.Row)
 	}
 	res.Sync = s.sync
 	if err := g.checkRoom(ctx, in, fields, s.sync); err != nil {
-		return res, reopenable, err
+		return res, err
 	}
 
 	var waiter *datasetstate.Waiter
 	if cfg.Wait { // before begin, so the outcome cannot slip by
 		if waiter, err = datasetstate.Watch(ctx, g.kv, cfg.Dataset, g.log); err != nil {
-			return res, reopenable, err
+			return res, err
 		}
 		defer waiter.Stop()
 	}
 
-	// 3. begin. Its stream sequence is the generation number.
-	s.pub = publish.New(g.js, cfg.Dataset, publish.Options{Window: cfg.PublishWindow, GiveUp: cfg.PublishGiveUp, Log: g.log})
+	// 3. begin (skipped when resuming). Its stream sequence is the
+	//    generation number.
 	begin := schema.Begin{Version: schema.EnvelopeVersion, Dataset: cfg.Dataset, Sync: s.sync, Mode: cfg.Mode,
 		Fields: fields, Renamed: renamed, Index: cfg.Index, Source: res.Source, StartedAt: time.Now().UTC()}
 	if err := begin.Check(); err != nil { // the writer's bounds: it would refuse this begin
-		return res, reopenable, g.refused(ctx, fmt.Errorf("%s:%d: header: %w", in.Name, rd.Line(), err))
+		return res, g.refused(ctx, fmt.Errorf("%s:%d: header: %w", in.Name, rd.Line(), err))
 	}
 	if err := s.publishJSON(ctx, schema.EventBegin, 0, begin); err != nil {
 		res, err = s.fail(ctx, res, start, err)
-		return res, reopenable, err
+		return res, err
 	}
 	if err := s.pub.Flush(ctx); err != nil {
 		res, err = s.fail(ctx, res, start, err)
-		return res, reopenable, err
+		return res, err
 	}
-	res.Generation = s.pub.LastAck().Sequence
+	res.Generation = s.pub.LastSeq()
 	switch {
 	case res.Resumed && state.Building.Generation != 0:
 		res.Generation = state.Building.Generation
@@ -153,7 +164,7 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	res.Rows, res.Rejected, res.Retries = s.rows, s.rejected, s.pub.Retries()
 	if err != nil {
 		res, err = s.fail(ctx, res, start, err)
-		return res, reopenable, err
+		return res, err
 	}
 
 	// 5. The source's hash, now that all of it is read.
@@ -165,7 +176,7 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	}
 	if err != nil {
 		res, err = s.fail(ctx, res, start, err)
-		return res, reopenable, err
+		return res, err
 	}
 
 	// 6. end (or abort).
@@ -173,7 +184,7 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	case s.strict != nil:
 		if err := s.pub.Flush(ctx); err != nil {
 			res, err = s.fail(ctx, res, start, err)
-			return res, reopenable, err
+			return res, err
 		}
 		res.Outcome, res.Reason = schema.OutcomeAborted, "--strict: "+s.strict.Error()
 		if waiter != nil {
@@ -183,7 +194,7 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 		}
 		res.Duration = time.Since(start)
 		fmt.Fprintln(g.stdout, res.Summary())
-		return res, reopenable, fmt.Errorf("%w: %s: %d rows rejected and --strict is set, so the sync was aborted and the current generation stays; first: %v",
+		return res, fmt.Errorf("%w: %s: %d rows rejected and --strict is set, so the sync was aborted and the current generation stays; first: %v",
 			ErrRefused, in.Name, s.rejected, s.strict)
 
 	case preHash == "" && state.Current != nil && state.Current.SHA256 == sum:
@@ -195,14 +206,14 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 		}
 		if err != nil {
 			res, err = s.fail(ctx, res, start, err)
-			return res, reopenable, err
+			return res, err
 		}
 		cur := state.Current
 		res.Outcome, res.Generation, res.Rows, res.Rejected = OutcomeUnchanged, cur.Generation, cur.Count, cur.Rejected
 		res.Duration = time.Since(start)
 		g.log.Info("source unchanged since the current generation; sync aborted", "dataset", cfg.Dataset, "sha256", sum)
 		fmt.Fprintln(g.stdout, res.Summary())
-		return res, reopenable, nil
+		return res, nil
 	}
 	end := schema.End{Rows: s.rows, Rejected: s.rejected, Source: res.Source}
 	err = s.publishJSON(ctx, schema.EventEnd, 0, end)
@@ -212,10 +223,10 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 	res.Retries = s.pub.Retries()
 	if err != nil {
 		res, err = s.fail(ctx, res, start, err)
-		return res, reopenable, err
+		return res, err
 	}
 	g.log.Info("sync published", "dataset", cfg.Dataset, "sync", s.sync, "rows", s.rows, "rejected", s.rejected,
-		"seconds", time.Since(start).Seconds(), "retries", s.pub.Retries())
+		"seconds", time.Since(start).Seconds(), "retries", s.pub.Retries(), "batched", s.pub.Batched())
 
 	// 7. --wait: what the writer made of it.
 	res.Outcome = OutcomePublished
@@ -227,7 +238,7 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w while waiting for the writer: %w", ErrInterrupted, err)
 			}
-			return res, reopenable, err
+			return res, err
 		}
 		res.Outcome, res.Reason = out.Outcome, out.Reason
 		if out.Generation != 0 {
@@ -237,12 +248,12 @@ func (g *ingester) sync(ctx context.Context) (res Result, reopenable bool, err e
 		if out.Outcome != schema.OutcomeCommitted {
 			res.Duration = time.Since(start)
 			fmt.Fprintln(g.stdout, res.Summary())
-			return res, reopenable, fmt.Errorf("the writer did not commit sync %s of dataset %s: %s: %s", s.sync, cfg.Dataset, out.Outcome, out.Reason)
+			return res, fmt.Errorf("the writer did not commit sync %s of dataset %s: %s: %s", s.sync, cfg.Dataset, out.Outcome, out.Reason)
 		}
 	}
 	res.Duration = time.Since(start)
 	fmt.Fprintln(g.stdout, res.Summary())
-	return res, reopenable, nil
+	return res, nil
 }
 
 // rowsLoop reads every record and publishes it (or its rejection).
@@ -355,6 +366,8 @@ func (s *syncRun) fail(ctx context.Context, res Result, start time.Time, err err
 	case errors.Is(err, publish.ErrGaveUp) && strings.Contains(err.Error(), "maximum bytes exceeded"):
 		code = ""
 		err = fmt.Errorf("%w; the stream %s is full (STREAM_MAX_BYTES): the writer purges superseded syncs after each commit; is it running?", err, s.g.cfg.Stream)
+	case errors.Is(err, publish.ErrInterleaved):
+		code = "" // the sync is no longer the last on the subject: an abort would land outside it
 	case errors.Is(err, publish.ErrGaveUp):
 		// The broker is out of reach: no abort can get through. The sync
 		// stays building in the writer, and running the same command again
@@ -367,15 +380,10 @@ func (s *syncRun) fail(ctx context.Context, res Result, start time.Time, err err
 	if code != "" {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 		defer cancel()
-		pub := s.pub
-		if errors.Is(err, publish.ErrOrderBroken) {
-			// That publisher's window is stuck on the broken message.
-			pub = publish.New(s.g.js, s.g.cfg.Dataset, publish.Options{GiveUp: abortTimeout, Log: s.g.log})
-		}
 		body, _ := json.Marshal(schema.Abort{Code: code, Reason: res.Reason})
-		aerr := pub.Publish(actx, schema.Envelope{Event: schema.EventAbort, Sync: s.sync}, body)
+		aerr := s.pub.Publish(actx, schema.Envelope{Event: schema.EventAbort, Sync: s.sync}, body)
 		if aerr == nil {
-			aerr = pub.Flush(actx)
+			aerr = s.pub.Flush(actx)
 		}
 		if aerr != nil {
 			s.g.log.Warn("could not publish the abort of the sync", "sync", s.sync, "err", aerr)

@@ -131,14 +131,12 @@ func TestIngesterKill9MidFileThenRerun(t *testing.T) {
 		t.Fatalf("re-run exit status %d; stdout %q", code, ing.stdout.String())
 	}
 	h := checkOneExactGeneration(t, dir, ing, srv, want)
-	// Resuming is what the ingester tries; restarting under a new sync id
-	// is allowed (the publisher does so when it cannot show from the stream
-	// that a lower sequence it was acked is in order; see package publish).
-	// Either way the checks above hold.
+	// The re-run goes on after the last message the stream holds of the
+	// interrupted sync: same sync id, same generation.
 	_, _, _, line := lastSummary(t, ing)
 	resumed := strings.Contains(line, " resumed=true")
-	if resumed && h.Generation != firstGen {
-		t.Fatalf("resumed, but committed generation %d while the interrupted sync opened %d", h.Generation, firstGen)
+	if !resumed || h.Generation != firstGen {
+		t.Fatalf("re-run: resumed %v, committed generation %d; the interrupted sync opened %d", resumed, h.Generation, firstGen)
 	}
 	t.Logf("re-run: resumed %v, generation %d (the interrupted sync opened %d); stdout %q", resumed, h.Generation, firstGen, ing.stdout.String())
 }
@@ -176,11 +174,9 @@ func TestNATSRestartMidIngest(t *testing.T) {
 // it has published the whole file (end included) but before the writer
 // has committed it, the common case of a writer that lags the broker, and
 // runs the same command again, as the ingester's own error message tells a
-// person to. The re-run resumes the sync, whose end is already in the
-// stream, and re-publishes it past the broker's 2 s duplicate window.
-// Contract: one generation, the CSV exactly, the summary names it (the
-// writer must ignore the late copy of a finished sync, not build a second
-// generation from it).
+// person to. The re-run resumes the sync, whose end is already the last
+// message in the stream, so it publishes nothing and waits for the
+// writer. Contract: one generation, the CSV exactly, the summary names it.
 func TestIngesterKill9AfterEndBeforeCommit(t *testing.T) {
 	needBinaries(t)
 	const rows = 20_000
@@ -201,11 +197,12 @@ func TestIngesterKill9AfterEndBeforeCommit(t *testing.T) {
 	w.cmd.Process.Signal(syscall.SIGTERM)
 	w.wait(t, 20*time.Second)
 	waitFor(t, 30*time.Second, "the whole file in the stream", func() bool { return streamLastSeq(t, nc) >= rows+2 })
-	ing.kill()                          // waiting for the writer: the file is published, not committed
-	time.Sleep(2500 * time.Millisecond) // past the broker's duplicate window (schema: 2 s)
+	ing.kill() // waiting for the writer: the file is published, not committed
 
 	rerun := startIngesterProc(t, srv.URL(), csvPath)
-	waitFor(t, 30*time.Second, "the re-run to publish its begin", func() bool { return streamLastSeq(t, nc) > rows+2 })
+	waitFor(t, 30*time.Second, "the re-run to resume the sync", func() bool {
+		return strings.Contains(rerun.stderr.String(), "resuming an interrupted sync")
+	})
 	w = startWriterProc(t, srv.URL(), dir)
 	if code := rerun.wait(t, time.Minute); code != 0 {
 		t.Fatalf("re-run exit status %d: %q", code, rerun.stdout.String())
@@ -235,14 +232,11 @@ func TestIngesterKill9AfterEndBeforeCommit(t *testing.T) {
 }
 
 // TestResumedSyncStraddlingTheDuplicateWindow makes bin/ingester publish
-// rows, stops it (SIGSTOP) for 2.5 s, lets it publish some more, kills it,
-// and re-runs it at once. The re-run resumes the sync: the rows published
-// before the pause are older than the broker's 2 s duplicate window and
-// are stored again at new sequences; the rows published after it are
-// duplicates whose acks carry their originals' lower sequences. Nothing is
-// out of order for the writer (it skips rows it has), so the resumed sync
-// must complete as resumed, in the generation it opened, with one summary
-// line, not be taken for a broken order and started again under a new id.
+// rows, stops it (SIGSTOP) for 2.5 s with a batch open, lets it publish
+// some more, kills it, and re-runs it at once, while the killed run's last
+// messages may still be landing. The re-run resumes the sync after the
+// last message the stream holds: it must complete as resumed, in the
+// generation it opened, with one summary line.
 func TestResumedSyncStraddlingTheDuplicateWindow(t *testing.T) {
 	needBinaries(t)
 	const rows = 100_000

@@ -36,9 +36,7 @@ type poison struct {
 // refusal rule (issue 16), and one of each class it already refused.
 func poisons() []poison {
 	env := func(ev schema.Event, sync string, row uint64) nats.Header {
-		h := nats.Header(schema.Envelope{Event: ev, Sync: sync, Row: row}.Headers("products"))
-		h.Del(schema.HeaderMsgID)
-		return h
+		return nats.Header(schema.Envelope{Event: ev, Sync: sync, Row: row}.Headers())
 	}
 	begin := func(sync string, mod func(*schema.Begin)) []byte {
 		b := schema.Begin{Version: schema.EnvelopeVersion, Dataset: "products", Sync: sync, Mode: schema.ModeReplace,
@@ -66,8 +64,7 @@ func poisons() []poison {
 		{"empty body under the largest headers", schema.ReasonOversize, "rows.products", bigHeaders, nil},
 		{"append begin for one dataset more than MAX_DATASETS", schema.ReasonTooManyDatasets, "rows.another",
 			func() nats.Header {
-				h := nats.Header(schema.Envelope{Event: schema.EventBegin, Sync: "e5"}.Headers("another"))
-				h.Del(schema.HeaderMsgID)
+				h := nats.Header(schema.Envelope{Event: schema.EventBegin, Sync: "e5"}.Headers())
 				return h
 			}(), func() []byte {
 				b := schema.Begin{Version: schema.EnvelopeVersion, Dataset: "another", Sync: "e5", Mode: schema.ModeAppend, Fields: []string{"a"}}

@@ -49,8 +49,7 @@ func writerPeakRSS(b *testing.B, messages, headerBytes, body int) float64 {
 	if _, err := schema.EnsureStream(ctx, js, schema.StreamOptions{Name: schema.DefaultStream, Replicas: 1, MaxBytes: schema.DefaultStreamMaxBytes}); err != nil {
 		b.Fatal(err)
 	}
-	h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: "0123456789abcdef", Row: 1}.Headers("products"))
-	h.Del(schema.HeaderMsgID)
+	h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: "0123456789abcdef", Row: 1}.Headers())
 	h.Set("X-Padding", strings.Repeat("h", headerBytes))
 	data := make([]byte, body)
 	var last uint64

@@ -27,7 +27,7 @@ func publishSample(tb testing.TB, e *env, ds string, n int) (last uint64, bytes 
 	id := schema.NewSyncID()
 	pub := func(ev schema.Envelope, body []byte) {
 		for {
-			_, err := e.js.PublishMsgAsync(&nats.Msg{Subject: schema.Subject(ds), Header: nats.Header(ev.Headers(ds)), Data: body})
+			_, err := e.js.PublishMsgAsync(&nats.Msg{Subject: schema.Subject(ds), Header: nats.Header(ev.Headers()), Data: body})
 			if err == nil {
 				return
 			}

@@ -108,7 +108,6 @@ func mixedHistory(e *env) uint64 {
 	half.begin()
 	half.rows(1, 5)
 	resumed := e.sync("products", schema.ModeReplace)
-	resumed.msgID = false
 	resumed.begin()
 	resumed.rows(1, 10)
 	resumed.begin()
@@ -277,27 +276,22 @@ func TestHostileMessagesAreNeverWritten(t *testing.T) {
 	s := e.sync("products", schema.ModeReplace)
 	g := s.begin()
 	s.rows(1, 3)
-	// No Nats-Msg-Id on these: the real rows 4 to 6 must not be taken
-	// for their duplicates by the broker.
 	row := func(i uint64) nats.Header {
-		h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: i}.Headers("products"))
-		h.Del(schema.HeaderMsgID)
-		return h
+		return nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: i}.Headers())
 	}
-	noID := func(h nats.Header) nats.Header { return h }
-	e.publish("rows.products", nil, []byte("garbage"))                                             // no envelope
-	e.publish("rows.Products!", row(4), s.record(4))                                               // bad dataset token
-	e.publish("rows.products.x", row(4), s.record(4))                                              // too many tokens
-	e.publish("rows.products", noID(row(4)), []byte(`not json`))                                   // not an object
-	e.publish("rows.products", noID(row(4)), []byte(`["an","array"]`))                             // not an object
-	e.publish("rows.products", noID(row(4)), []byte(`{"Handle":"x"}`))                             // not this generation's record
-	e.publish("rows.products", noID(row(4)), []byte("{\"Handle\":\"a\nb\"}"))                      // a raw line break
-	e.publish("rows.products", noID(row(4)), []byte(strings.Repeat("x", schema.MaxRecordBytes+1))) // oversize
-	other := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: "0000000000000000", Row: 1}.Headers("products"))
+	e.publish("rows.products", nil, []byte("garbage"))                                       // no envelope
+	e.publish("rows.Products!", row(4), s.record(4))                                         // bad dataset token
+	e.publish("rows.products.x", row(4), s.record(4))                                        // too many tokens
+	e.publish("rows.products", row(4), []byte(`not json`))                                   // not an object
+	e.publish("rows.products", row(4), []byte(`["an","array"]`))                             // not an object
+	e.publish("rows.products", row(4), []byte(`{"Handle":"x"}`))                             // not this generation's record
+	e.publish("rows.products", row(4), []byte("{\"Handle\":\"a\nb\"}"))                      // a raw line break
+	e.publish("rows.products", row(4), []byte(strings.Repeat("x", schema.MaxRecordBytes+1))) // oversize
+	other := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: "0000000000000000", Row: 1}.Headers())
 	e.publish("rows.products", other, s.record(1)) // a row outside any sync
-	e.publish("rows.nosuch", nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: 1}.Headers("nosuch")), s.record(1))
+	e.publish("rows.nosuch", nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: 1}.Headers()), s.record(1))
 	v2 := schema.Begin{Version: 2, Dataset: "products", Sync: "1111111111111111", Mode: schema.ModeReplace, Fields: testFields}
-	e.publish("rows.products", nats.Header(schema.Envelope{Event: schema.EventBegin, Sync: v2.Sync}.Headers("products")), mustJSON(v2))
+	e.publish("rows.products", nats.Header(schema.Envelope{Event: schema.EventBegin, Sync: v2.Sync}.Headers()), mustJSON(v2))
 	bad := row(4)
 	bad.Set(schema.HeaderRow, "-1")
 	e.publish("rows.products", bad, s.record(4))

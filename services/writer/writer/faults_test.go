@@ -189,16 +189,13 @@ func TestKill9AtRandomPointsLosesNothing(t *testing.T) {
 	}
 
 	// The publisher: a replace sync with rejects, an append, a resumed
-	// sync past the de-duplication window, each published asynchronously.
+	// sync, each published asynchronously.
 	const rows = 60000
 	done := make(chan uint64, 1)
 	go func() {
 		ctx := context.Background()
-		pub := func(ds string, ev schema.Envelope, body []byte, withID bool) {
-			h := nats.Header(ev.Headers(ds))
-			if !withID {
-				h.Del(schema.HeaderMsgID)
-			}
+		pub := func(ds string, ev schema.Envelope, body []byte) {
+			h := nats.Header(ev.Headers())
 			for {
 				_, err := e.js.PublishMsgAsync(&nats.Msg{Subject: schema.Subject(ds), Header: h, Data: body})
 				if err == nil {
@@ -213,25 +210,24 @@ func TestKill9AtRandomPointsLosesNothing(t *testing.T) {
 		}
 		s := e.sync("products", schema.ModeReplace)
 		b := schema.Begin{Version: 1, Dataset: "products", Sync: s.id, Mode: schema.ModeReplace, Fields: testFields, Source: schema.Source{Name: "p.csv", Size: -1}}
-		pub("products", schema.Envelope{Event: schema.EventBegin, Sync: s.id}, mustJSON(b), true)
+		pub("products", schema.Envelope{Event: schema.EventBegin, Sync: s.id}, mustJSON(b))
 		for i := uint64(1); i <= rows; i++ {
-			pub("products", schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: i}, s.record(i), true)
+			pub("products", schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: i}, s.record(i))
 			if i%1000 == 0 {
-				pub("products", schema.Envelope{Event: schema.EventReject, Sync: s.id, Row: i + 1}, mustJSON(schema.Reject{Line: int(i + 1), Reason: "x"}), true)
+				pub("products", schema.Envelope{Event: schema.EventReject, Sync: s.id, Row: i + 1}, mustJSON(schema.Reject{Line: int(i + 1), Reason: "x"}))
 			}
 		}
-		pub("products", schema.Envelope{Event: schema.EventEnd, Sync: s.id}, mustJSON(schema.End{Rows: rows, Rejected: rows / 1000}), true)
+		pub("products", schema.Envelope{Event: schema.EventEnd, Sync: s.id}, mustJSON(schema.End{Rows: rows, Rejected: rows / 1000}))
 
 		a := e.sync("orders", schema.ModeAppend)
-		a.msgID = false
 		ba := schema.Begin{Version: 1, Dataset: "orders", Sync: a.id, Mode: schema.ModeAppend, Fields: testFields}
 		for pass := range 2 { // the ingester resumed: begin and the first rows again
-			pub("orders", schema.Envelope{Event: schema.EventBegin, Sync: a.id}, mustJSON(ba), false)
+			pub("orders", schema.Envelope{Event: schema.EventBegin, Sync: a.id}, mustJSON(ba))
 			for i := uint64(1); i <= rows/2/uint64(2-pass); i++ {
-				pub("orders", schema.Envelope{Event: schema.EventRow, Sync: a.id, Row: i}, a.record(i), false)
+				pub("orders", schema.Envelope{Event: schema.EventRow, Sync: a.id, Row: i}, a.record(i))
 			}
 		}
-		pub("orders", schema.Envelope{Event: schema.EventEnd, Sync: a.id}, mustJSON(schema.End{Rows: rows / 2}), false)
+		pub("orders", schema.Envelope{Event: schema.EventEnd, Sync: a.id}, mustJSON(schema.End{Rows: rows / 2}))
 		select {
 		case <-e.js.PublishAsyncComplete():
 		case <-time.After(60 * time.Second):

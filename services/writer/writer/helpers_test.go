@@ -82,12 +82,9 @@ func (e *env) publish(subject string, h nats.Header, body []byte) uint64 {
 	}
 }
 
-func (e *env) send(ds string, ev schema.Envelope, body []byte, withMsgID bool) uint64 {
+func (e *env) send(ds string, ev schema.Envelope, body []byte) uint64 {
 	e.t.Helper()
-	h := nats.Header(ev.Headers(ds))
-	if !withMsgID {
-		h.Del(schema.HeaderMsgID)
-	}
+	h := nats.Header(ev.Headers())
 	return e.publish(schema.Subject(ds), h, body)
 }
 
@@ -108,7 +105,6 @@ type syncPub struct {
 	mode   schema.Mode
 	fields []string
 	enc    *schema.RecordEncoder
-	msgID  bool
 	index  []string // the begin's index
 }
 
@@ -117,14 +113,14 @@ func (e *env) sync(ds string, mode schema.Mode) *syncPub {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return &syncPub{e: e, ds: ds, id: schema.NewSyncID(), mode: mode, fields: testFields, enc: enc, msgID: true}
+	return &syncPub{e: e, ds: ds, id: schema.NewSyncID(), mode: mode, fields: testFields, enc: enc}
 }
 
 func (s *syncPub) begin() uint64 {
 	s.e.t.Helper()
 	b := schema.Begin{Version: schema.EnvelopeVersion, Dataset: s.ds, Sync: s.id, Mode: s.mode, Fields: s.fields, Index: s.index,
 		Source: schema.Source{Name: s.ds + ".csv", Size: -1}, StartedAt: time.Unix(1700000000, 0).UTC()}
-	return s.e.send(s.ds, schema.Envelope{Event: schema.EventBegin, Sync: s.id}, mustJSON(b), s.msgID)
+	return s.e.send(s.ds, schema.Envelope{Event: schema.EventBegin, Sync: s.id}, mustJSON(b))
 }
 
 // record is the body of row i of this sync.
@@ -141,7 +137,7 @@ func (s *syncPub) record(i uint64) []byte {
 
 func (s *syncPub) row(i uint64) uint64 {
 	s.e.t.Helper()
-	return s.e.send(s.ds, schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: i}, s.record(i), s.msgID)
+	return s.e.send(s.ds, schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: i}, s.record(i))
 }
 
 func (s *syncPub) rows(from, to uint64) uint64 {
@@ -156,18 +152,18 @@ func (s *syncPub) rows(from, to uint64) uint64 {
 func (s *syncPub) reject(line uint64) uint64 {
 	s.e.t.Helper()
 	r := schema.Reject{Line: int(line), Reason: "wrong number of fields", Error: fmt.Sprintf("%s.csv:%d: wrong number of fields", s.ds, line), Raw: "a,b"}
-	return s.e.send(s.ds, schema.Envelope{Event: schema.EventReject, Sync: s.id, Row: line}, mustJSON(r), s.msgID)
+	return s.e.send(s.ds, schema.Envelope{Event: schema.EventReject, Sync: s.id, Row: line}, mustJSON(r))
 }
 
 func (s *syncPub) end(rows, rejected uint64) uint64 {
 	s.e.t.Helper()
 	body := schema.End{Rows: rows, Rejected: rejected, Source: schema.Source{Name: s.ds + ".csv", Size: 1234, SHA256: strings.Repeat(s.id[:1], 64)}}
-	return s.e.send(s.ds, schema.Envelope{Event: schema.EventEnd, Sync: s.id}, mustJSON(body), s.msgID)
+	return s.e.send(s.ds, schema.Envelope{Event: schema.EventEnd, Sync: s.id}, mustJSON(body))
 }
 
 func (s *syncPub) abort(code string) uint64 {
 	s.e.t.Helper()
-	return s.e.send(s.ds, schema.Envelope{Event: schema.EventAbort, Sync: s.id}, mustJSON(schema.Abort{Code: code, Reason: "test"}), s.msgID)
+	return s.e.send(s.ds, schema.Envelope{Event: schema.EventAbort, Sync: s.id}, mustJSON(schema.Abort{Code: code, Reason: "test"}))
 }
 
 // running is a writer running in the background.

@@ -60,10 +60,10 @@ func TestARefusedBeginCreatesNoDataset(t *testing.T) {
 	dir := t.TempDir()
 	w := e.startWriter(dir, func(c *Config, _ *[]Option) { c.MaxDatasets = 1 })
 	bad := schema.Begin{Version: schema.EnvelopeVersion, Dataset: "other", Sync: "1111111111111111", Mode: schema.ModeReplace, Fields: []string{"a"}}
-	e.send("wrong", schema.Envelope{Event: schema.EventBegin, Sync: bad.Sync}, mustJSON(bad), true) // dataset differs from the subject's
+	e.send("wrong", schema.Envelope{Event: schema.EventBegin, Sync: bad.Sync}, mustJSON(bad)) // dataset differs from the subject's
 	bad.Dataset, bad.Fields = "huge", []string{strings.Repeat("<", 1000), strings.Repeat("<", 999)}
 	bad.Source.SHA256 = strings.Repeat("0", 100<<10)
-	e.send("huge", schema.Envelope{Event: schema.EventBegin, Sync: bad.Sync}, mustJSON(bad), true)
+	e.send("huge", schema.Envelope{Event: schema.EventBegin, Sync: bad.Sync}, mustJSON(bad))
 	s := e.sync("products", schema.ModeReplace)
 	s.begin()
 	s.rows(1, 2)
@@ -90,8 +90,7 @@ func TestLargeHeadersAreRefused(t *testing.T) {
 	s := e.sync("products", schema.ModeReplace)
 	s.begin()
 	s.rows(1, 2)
-	h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: 3}.Headers("products"))
-	h.Del(schema.HeaderMsgID)
+	h := nats.Header(schema.Envelope{Event: schema.EventRow, Sync: s.id, Row: 3}.Headers())
 	h.Set("X-Junk", strings.Repeat("j", 60<<10))
 	e.publish("rows.products", h, s.record(3))
 	s.rows(3, 3)

@@ -57,7 +57,6 @@ func TestResumedSyncHasNoDuplicates(t *testing.T) {
 	dir := t.TempDir()
 	w := e.startWriter(dir)
 	s := e.sync("products", schema.ModeReplace)
-	s.msgID = false // past the de-duplication window: only the writer can drop the repeats
 	g := s.begin()
 	s.rows(1, 60)
 	s.reject(3)
@@ -305,7 +304,7 @@ func TestASourceNameTooLongForTheHeaderStillCommits(t *testing.T) {
 	g := s.begin()
 	s.rows(1, 2)
 	long := schema.End{Rows: 2, Source: schema.Source{Name: "https://example.com/" + strings.Repeat("x", 5000), Size: 1 << 40, SHA256: strings.Repeat("a", 64)}}
-	w.waitApplied(e.send("products", schema.Envelope{Event: schema.EventEnd, Sync: s.id}, mustJSON(long), true))
+	w.waitApplied(e.send("products", schema.Envelope{Event: schema.EventEnd, Sync: s.id}, mustJSON(long)))
 	got := readGen(t, dir, "products", g)
 	if got.hdr.State != schema.StateComplete || got.hdr.Source.SHA256 != long.Source.SHA256 || got.hdr.Source.Name != "products.csv" {
 		t.Fatalf("header %+v", got.hdr)
@@ -320,7 +319,6 @@ func TestLateCopiesOfAFinishedSyncChangeNothing(t *testing.T) {
 	dir := t.TempDir()
 	w := e.startWriter(dir)
 	s := e.sync("products", schema.ModeReplace)
-	s.msgID = false // published again past the broker's de-duplication window
 	g := s.begin()
 	s.rows(1, 5)
 	w.waitApplied(s.end(5, 0))

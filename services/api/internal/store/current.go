@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
@@ -19,6 +21,7 @@ type current struct {
 	gen  uint64
 	file *os.File
 	info os.FileInfo
+	seen atomic.Int64 // when a stat last showed it in force (UnixNano, taken before the stat)
 }
 
 // errNotDir is what a path through a file that is not a directory gives.
@@ -31,20 +34,26 @@ const maxCurrents = 4 * MaxOpen
 // when a stat of its path shows that file unchanged, else the file read
 // again. A missing CURRENT is an error wrapping fs.ErrNotExist.
 func (s *Store) current(name string) (*current, error) {
+	s.mu.Lock()
+	c := s.currents[name]
+	s.mu.Unlock()
+	now := time.Now().UnixNano()
+	if c != nil && now-c.seen.Load() < int64(s.fresh) {
+		return c, nil
+	}
 	path := filepath.Join(s.dir, name, schema.CurrentFile)
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, currentError(path, err)
 	}
-	s.mu.Lock()
-	c := s.currents[name]
-	s.mu.Unlock()
 	if c != nil && os.SameFile(fi, c.info) && fi.Size() == c.info.Size() && fi.ModTime().Equal(c.info.ModTime()) {
+		c.seen.Store(now)
 		return c, nil
 	}
 	if c, err = readCurrent(path); err != nil {
 		return nil, err
 	}
+	c.seen.Store(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.currents[name]; old != nil {

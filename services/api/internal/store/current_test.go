@@ -278,3 +278,45 @@ func TestRangeEveryPageSizeAndOffset(t *testing.T) {
 		}
 	}
 }
+
+// Within Fresh of a look at CURRENT and at the header, Acquire serves what
+// that look found, touching no file; the first Acquire later than Fresh
+// after a change serves the change: a new CURRENT, and an append.
+func TestChangesAreServedOnceFreshHasPassed(t *testing.T) {
+	dir := t.TempDir()
+	g := datadirtest.Gen{Dataset: "d", Generation: 2, Rows: 4, Mode: schema.ModeAppend}
+	h := datadirtest.Publish(t, dir, g)
+	datadirtest.Write(t, dir, datadirtest.Gen{Dataset: "d", Generation: 3, Rows: 9})
+	s := New(dir, nil)
+	defer s.Close()
+	s.fresh = time.Hour // no test is that slow: the window never ends by itself
+	count := func() (uint64, uint64) {
+		t.Helper()
+		l, err := s.Acquire("d", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		return l.Header.Generation, l.Header.Count
+	}
+	if gen, n := count(); gen != 2 || n != 4 {
+		t.Fatalf("first look: generation %d count %d, want 2 and 4", gen, n)
+	}
+	datadirtest.Append(t, dir, g, h, 3)
+	if gen, n := count(); gen != 2 || n != 4 {
+		t.Fatalf("within Fresh of the last look: generation %d count %d, want what that look found, 2 and 4", gen, n)
+	}
+	s.fresh = 0 // the window is over
+	if gen, n := count(); gen != 2 || n != 7 {
+		t.Fatalf("after Fresh: generation %d count %d, want the append, 2 and 7", gen, n)
+	}
+	s.fresh = time.Hour
+	datadirtest.SetCurrent(t, dir, "d", 3)
+	if gen, _ := count(); gen != 2 {
+		t.Fatalf("within Fresh: generation %d, want 2", gen)
+	}
+	s.fresh = 0
+	if gen, n := count(); gen != 3 || n != 9 {
+		t.Fatalf("after Fresh: generation %d count %d, want the new CURRENT, 3 and 9", gen, n)
+	}
+}

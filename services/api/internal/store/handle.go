@@ -39,6 +39,7 @@ type snapshot struct {
 	raw  []byte // nil before the first read
 	size int    // the header's fixed size
 	h    schema.Header
+	at   int64 // when raw was read (UnixNano, taken before the read)
 }
 
 // trusted reports whether h may be leased without a stat of its data file:
@@ -119,6 +120,10 @@ var headerBufs = sync.Pool{New: func() any { return new([]byte) }}
 // (their checksum checked; a torn read is read again).
 func (h *handle) readHeader() (*schema.Header, error) {
 	snap := h.hdr.Load()
+	now := time.Now().UnixNano()
+	if snap.raw != nil && now-snap.at < int64(h.store.fresh) {
+		return &snap.h, nil
+	}
 	size := snap.size
 	bp := headerBufs.Get().(*[]byte)
 	defer headerBufs.Put(bp)
@@ -131,6 +136,9 @@ func (h *handle) readHeader() (*schema.Header, error) {
 			return nil, fmt.Errorf("%w: read the header of %s: %v", ErrUnavailable, h.dataPath, err)
 		}
 		if bytes.Equal(buf, snap.raw) {
+			again := *snap
+			again.at = now
+			h.hdr.CompareAndSwap(snap, &again) // lost to a newer read: that one stands
 			return &snap.h, nil
 		}
 		hdr, err := schema.DecodeHeader(buf)
@@ -138,9 +146,9 @@ func (h *handle) readHeader() (*schema.Header, error) {
 			if hdr.Generation != h.gen || hdr.Dataset != h.dataset || hdr.Size != size {
 				return nil, fmt.Errorf("%w: %s: header rewritten as dataset %q generation %d", ErrUnavailable, h.dataPath, hdr.Dataset, hdr.Generation)
 			}
-			snap = &snapshot{raw: bytes.Clone(buf), size: size, h: hdr}
-			h.hdr.Store(snap)
-			return &snap.h, nil
+			read := &snapshot{raw: bytes.Clone(buf), size: size, h: hdr, at: now}
+			h.hdr.CompareAndSwap(snap, read) // lost to a newer read: that one stands
+			return &read.h, nil
 		}
 		if !errors.Is(err, schema.ErrHeaderTorn) || attempt+1 >= tornAttempts {
 			return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, h.dataPath, err)

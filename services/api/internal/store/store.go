@@ -2,27 +2,27 @@
 // DATA_DIR open for reading, and hands out leases on them.
 //
 // Acquire finds a dataset's generation (the one CURRENT names, or a pinned
-// one), makes sure its header is the one on disk now, and returns a Lease:
-// one generation at one header state. A Lease reads records with ReadAt
-// and finds a page's bytes with Range, one read of the offset index
-// whatever the offset.
+// one), makes sure its header is the one on disk (as of Fresh ago at most),
+// and returns a Lease: one generation at one header state. A Lease reads
+// records with ReadAt and finds a page's bytes with Range, one read of the
+// offset index whatever the offset.
 //
-// What each Acquire looks at:
+// What an Acquire looks at, at most once per Fresh for each dataset and
+// generation (the requests in between are served what the last look found):
 //
 //   - CURRENT: a stat of its path. The store holds the CURRENT it last read
 //     open, so its inode cannot be reused; while the stat shows that very
 //     file unchanged (os.SameFile, size, modification time), the generation
-//     read then stands. The writer replaces CURRENT by rename, which the next
-//     request sees.
+//     read then stands. The writer replaces CURRENT by rename.
 //   - the generation's files: opened once and shared by every lease. A stat
 //     of the data file's path confirms that they are still the files at
 //     their names whenever CURRENT changed, for every pinned request, and
 //     at least once per Recheck; pruned or replaced files are closed once
 //     their last lease is released (an unlinked file stays readable while
 //     open).
-//   - the header: read whole on every Acquire (one read of its fixed size)
-//     and decoded only when its bytes changed, so an append is served by the
-//     next request. A torn read (checksum mismatch) is read again.
+//   - the header: read whole (one read of its fixed size) and decoded only
+//     when its bytes changed, so an append is served too. A torn read
+//     (checksum mismatch) is read again.
 //
 // At most MaxOpen generations are kept open; the least recently used one
 // not leased is closed first.
@@ -68,6 +68,17 @@ const MaxOpen = 64
 // left alone, are seen.
 const Recheck = time.Second
 
+// Fresh is how long a look at CURRENT and at a header stands for the
+// requests that follow it: a change on disk is served to every request that
+// arrives at least Fresh after it. Under load this spares most requests two
+// system calls; a client that learns of a commit elsewhere (ingester --wait)
+// and then asks is later than that.
+const Fresh = time.Millisecond
+
+// defaultFresh is Fresh; the package's tests of what the next Acquire sees
+// set it to 0.
+var defaultFresh = Fresh
+
 // Store hands out leases on the generations under one DATA_DIR. It is safe
 // for concurrent use. The zero value is not usable: call New.
 type Store struct {
@@ -84,6 +95,7 @@ type Store struct {
 	tornRetries atomic.Uint64
 
 	recheck time.Duration // Recheck; tests shorten it
+	fresh   time.Duration // Fresh; tests set 0
 }
 
 type genKey struct {
@@ -97,7 +109,7 @@ func New(dataDir string, log *slog.Logger) *Store {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{dir: dataDir, log: log, gens: make(map[genKey]*handle),
-		currents: make(map[string]*current), recheck: Recheck}
+		currents: make(map[string]*current), recheck: Recheck, fresh: defaultFresh}
 }
 
 // Stats reports the generations with open files and the leases not yet

@@ -219,10 +219,6 @@ func (in *Input) SHA256() string { return hex.EncodeToString(in.sum.Sum(nil)) }
 // Close closes the source.
 func (in *Input) Close() error { return in.rc.Close() }
 
-// Reopenable reports whether the same source can be read again from the
-// start (files and URLs; not standard input or a pipe).
-func (in *Input) Reopenable() bool { return in.Kind == URL || in.Kind == File && in.Size >= 0 }
-
 // PreHash reads a regular file once, start to end, and returns its hex
 // SHA-256, so that an unchanged file is recognised, or an interrupted sync
 // of it resumed, before anything is published. Other sources give "" (their

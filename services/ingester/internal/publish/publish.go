@@ -1,48 +1,36 @@
-// Package publish sends one sync's messages to JetStream asynchronously,
-// in order, with a small bounded window of unacknowledged messages, and
-// retries what a broken connection or a busy server refused.
+// Package publish sends one sync's messages to its dataset's subject, in
+// order and each exactly once, as JetStream fast-ingest batches
+// (jetstreamext.FastPublisher: the server acks every few hundred stored
+// messages instead of each one).
 //
-// # Window and memory
+// # Exactly once, without Nats-Msg-Id
 //
-// At most Options.Window messages (default 256) and Options.WindowBytes
-// bytes of bodies (default 8 MiB) are unacknowledged at once. Each is held
-// twice: by the jetstream package until its ack (it keeps every pending
-// message) and by the Publisher, which needs the bytes to publish again.
-// Both share one buffer per window slot, reused from message to message, so
-// with Shopify-sized rows (~1.1 KB) the window costs 256 × ~1.5 KB (body and
-// headers) ≈ 400 KB, whatever the size of the file.
+// Batches run in the "gap: fail" mode: what the server stores of a batch
+// is always an unbroken prefix of it, and a message that arrives after a
+// lost one, or for a batch the server no longer knows (restarted, idle for
+// 10 s), is refused. So after any failure the Publisher reads the last
+// message stored on the subject, finds it among the messages it holds,
+// and publishes the ones after it in a new batch. The first message of
+// every batch carries an expected-last-subject-sequence check, so a batch
+// starts only right after the message the Publisher believes is last: a
+// copy still in flight from the failed batch, or another publisher's
+// message, fails the check and the Publisher reads the stream again. A
+// last message it cannot place is ErrInterleaved.
 //
-// # Order
+// # Memory
 //
-// The writer applies a dataset's messages in stream order: it skips copies
-// of rows it has (by row index) and fails a sync on a gap, a row stored
-// before the one that precedes it. So each message of a sync must be in
-// the stream after the message published before it. Acks are retired in
-// publish order and normally carry ever higher stream sequences; a
-// duplicate (a message JetStream already had, from an earlier run of the
-// same sync or from a retry) carries the sequence of the original. When a
-// publish fails, every message after it is waited for, then all that
-// failed are published again, oldest first.
+// The Publisher holds each message until the server has acked it (at most
+// Options.Window messages and, past the first message, Options.WindowBytes
+// bytes of bodies), reusing one buffer per slot, so a Shopify-sized row
+// (~1.4 KB with headers) costs the default window ~700 KB whatever the
+// size of the file.
 //
-// A lower sequence than the one before is not by itself a broken order. A
-// resumed sync re-publishes rows that may straddle the broker's duplicate
-// window: the older ones are stored again, at new sequences, while the
-// younger ones come back as duplicates at their originals' lower
-// sequences, and those originals follow the earlier run's copies of the
-// rows before them. So the publisher then reads the stream: if the message
-// on its subject right before the lower sequence is the one published
-// before it (passing over what the writer skips: other subjects, deleted
-// sequences, begins of the same sync, this publisher's own earlier
-// messages), the writer meets the two in order. If not, a later message
-// was stored while an earlier one was lost (when a connection breaks with
-// messages in flight, in this run or in an interrupted one), and Publish
-// returns ErrOrderBroken: the sync cannot be completed and must be started
-// again under a new sync id.
+// # Streams without batch publishing
 //
-// The copies of an earlier run are trusted to be in order among themselves
-// where this run's acks do not show otherwise: acks see only the duplicate
-// window. A gap older than that is the writer's to find, and it fails the
-// sync loudly.
+// A stream that does not allow batch publishing (created by an older
+// rowpipe and not yet updated by a writer, or on a nats-server before
+// 2.14) gets each message on its own, acked before the next one is sent,
+// with the same expected-last-subject-sequence check: slower, as exact.
 package publish
 
 import (
@@ -51,109 +39,126 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
 // Defaults for Options.
 const (
-	DefaultWindow      = 256
+	DefaultWindow      = 500
 	DefaultWindowBytes = 8 << 20
 	DefaultGiveUp      = time.Minute
 	DefaultAckTimeout  = 10 * time.Second
 	minBackoff         = 100 * time.Millisecond
 	maxBackoff         = 5 * time.Second
+	// idleCommit is how long a batch may go without a message before the
+	// next one commits it first: the server forgets a batch idle for 10 s
+	// (a slow source: standard input, a URL).
+	idleCommit = 5 * time.Second
+	// abandonTimeout bounds committing a batch given up after a failure.
+	abandonTimeout = time.Second
 	// keepBuffer is the largest slot buffer kept for reuse; a slot that
-	// carried a bigger record lets its buffer go once the record is acked,
-	// so a few huge records do not keep the window big.
+	// carried a bigger record lets its buffer go once the record is acked.
 	keepBuffer = 64 << 10
 )
 
 var (
-	// ErrOrderBroken means messages of the sync were stored out of order
-	// (a later one before an earlier one that was lost): the writer will
-	// fail this sync, which must be published again under a new sync id.
-	ErrOrderBroken = errors.New("the stream holds this sync's messages out of order after a connection failure")
+	// ErrInterleaved means the last message on the subject is neither one
+	// this Publisher published nor the one it started after: another
+	// publisher wrote to the dataset during the sync.
+	ErrInterleaved = errors.New("another publisher wrote to the dataset during this sync")
 	// ErrGaveUp means publishing kept failing for Options.GiveUp.
 	ErrGaveUp = errors.New("gave up publishing")
-	// errNotSent marks messages held back while an earlier one failed.
-	errNotSent = errors.New("not sent: an earlier message failed")
 )
 
 // Options tune a Publisher. Zero values take the defaults.
 type Options struct {
-	// Window is the most messages unacknowledged at once. The JetStream
-	// context must allow at least as many (see NewJetStream).
+	// Window is the most messages unacknowledged at once; the server acks
+	// every Window/2 stored messages.
 	Window int
-	// WindowBytes is the most body bytes unacknowledged at once.
+	// WindowBytes is the most body bytes unacknowledged at once: a batch
+	// that would hold more is committed before the next message.
 	WindowBytes int
-	// GiveUp is how long a failing publish is retried before Publish
-	// returns an error wrapping ErrGaveUp.
+	// GiveUp is how long failing publishes are retried before an error
+	// wrapping ErrGaveUp.
 	GiveUp time.Duration
+	// AckTimeout is how long an ack may take before the batch is given
+	// up, the stream read and the rest published again.
+	AckTimeout time.Duration
 	// Log receives a line for each retry; nil discards.
 	Log *slog.Logger
 }
 
-// NewJetStream returns a JetStream context for publishers of window
-// messages: the jetstream package's own bound on pending publishes (default
-// 4000) is set to window, and an ack that does not come within ackTimeout
-// fails its message (which is then published again), so nothing waits
-// forever on an ack lost with a connection.
-func NewJetStream(nc *nats.Conn, window int, ackTimeout time.Duration) (jetstream.JetStream, error) {
-	if window <= 0 {
-		window = DefaultWindow
-	}
-	if ackTimeout <= 0 {
-		ackTimeout = DefaultAckTimeout
-	}
-	return jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(window),
-		jetstream.WithPublishAsyncTimeout(ackTimeout))
-}
-
-// seqSpan is a range of stream sequences, first to last, each acked to one
-// of a Publisher's messages, in publish order: what the stream holds there
-// is known without reading it.
-type seqSpan struct{ first, last uint64 }
-
+// slot is a message held until it is stored.
 type slot struct {
-	msg   nats.Msg
-	event schema.Event // the event msg.Header was built for
-	fut   jetstream.PubAckFuture
-	ack   *jetstream.PubAck
-	err   error
+	env schema.Envelope
+	msg nats.Msg
 }
 
 // Publisher publishes the messages of one sync to one subject, in order.
 // It is not safe for concurrent use.
 type Publisher struct {
 	js      jetstream.JetStream
+	stream  jetstream.Stream
 	nc      *nats.Conn
 	subject string
-	dataset string
 	o       Options
 	log     *slog.Logger
-	noRetry []jetstream.PublishOpt // a slice, so passing it allocates nothing
+	batches bool // the stream allows batch publishing
 
-	ring    []slot
-	head    int
-	n       int
-	bytes   int
-	last    jetstream.PubAck
-	lastID  string // the Nats-Msg-Id of the message last retired
-	retired uint64
-	acked   [8]seqSpan       // the latest spans of sequences acked one after another, a ring
-	latest  int              // the index in acked of the span last extended
-	stream  jetstream.Stream // read by precededBy; nil until it first has to
+	// The last message known stored on the subject: its envelope (zero for
+	// none or a message that is not rowpipe's) and, when known, its stream
+	// sequence. A flow ack tells that a message is stored, not where.
+	lastEnv   schema.Envelope
+	lastSeq   uint64
+	lastKnown bool
+
+	ring  []slot // held messages, oldest at head
+	head  int
+	n     int
+	sent  int // ring[head:head+sent] are in the current batch
+	bytes int
+
+	fp     jetstreamext.FastPublisher // the current batch; nil between batches
+	fpErr  *asyncErr                  // its asynchronous failure
+	added  uint64                     // messages added to it
+	addEnv schema.Envelope            // the last one
+	addAt  time.Time
+
+	skip    *schema.Envelope // ResumeAfter's message, until it passes
 	retries int
 }
 
-// New returns a Publisher of dataset's messages on js (see NewJetStream).
-func New(js jetstream.JetStream, dataset string, o Options) *Publisher {
+// asyncErr keeps the first error a batch reports asynchronously.
+type asyncErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (a *asyncErr) set(err error) {
+	a.mu.Lock()
+	if a.err == nil {
+		a.err = err
+	}
+	a.mu.Unlock()
+}
+
+func (a *asyncErr) get() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+// New returns a Publisher of dataset's messages to stream on js. It reads
+// whether the stream allows batch publishing and the last message on the
+// dataset's subject (see Last).
+func New(ctx context.Context, js jetstream.JetStream, stream, dataset string, o Options) (*Publisher, error) {
 	if o.Window <= 0 {
 		o.Window = DefaultWindow
 	}
@@ -163,32 +168,97 @@ func New(js jetstream.JetStream, dataset string, o Options) *Publisher {
 	if o.GiveUp <= 0 {
 		o.GiveUp = DefaultGiveUp
 	}
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = DefaultAckTimeout
 	}
-	return &Publisher{
-		js: js, nc: js.Conn(), subject: schema.Subject(dataset), dataset: dataset, o: o, log: log,
-		// The jetstream package would publish a message again by itself
-		// after "no responders", after later ones: out of order. Retries
-		// are ours, in order.
-		noRetry: []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)},
-		ring:    make([]slot, o.Window),
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("bind stream %s: %w", stream, err)
+	}
+	p := &Publisher{js: js, stream: st, nc: js.Conn(), subject: schema.Subject(dataset), o: o, log: o.Log,
+		batches: st.CachedInfo().Config.AllowBatchPublish, ring: make([]slot, o.Window)}
+	env, seq, err := p.readLast(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.lastEnv, p.lastSeq, p.lastKnown = env, seq, true
+	if !p.batches {
+		p.log.Warn("the stream does not allow batch publishing: publishing one message at a time, which is slower; "+
+			"start the writer (or stack) once to update the stream, on nats-server 2.14 or later", "stream", stream)
+	}
+	return p, nil
 }
+
+// Last returns the envelope of the last message on the subject when New
+// read it; ok is false when there was none, or not a rowpipe message.
+func (p *Publisher) Last() (env schema.Envelope, ok bool) {
+	return p.lastEnv, p.lastEnv.Event != ""
+}
+
+// ResumeAfter makes Publish skip every message up to and including the one
+// with envelope env: a sync started again from its source, whose messages
+// up to env the stream already holds (Last).
+func (p *Publisher) ResumeAfter(env schema.Envelope) { p.skip = &env }
+
+// Batched reports whether the stream allows batch publishing.
+func (p *Publisher) Batched() bool { return p.batches }
+
+// LastSeq is the stream sequence of the last message stored: after Flush,
+// that of the last message published.
+func (p *Publisher) LastSeq() uint64 { return p.lastSeq }
+
+// Retries counts the messages published again after a failure.
+func (p *Publisher) Retries() int { return p.retries }
 
 // Publish sends one message with env's headers (schema.Envelope.Headers)
 // and body, which it copies: the caller may reuse body at once. It blocks
 // while the window is full. It returns an error only when the sync cannot
 // go on: ctx is done, publishing failed for Options.GiveUp (ErrGaveUp), a
 // permanent refusal (a message over the stream's size limit), or
-// ErrOrderBroken.
+// ErrInterleaved.
 func (p *Publisher) Publish(ctx context.Context, env schema.Envelope, body []byte) error {
-	for p.n > 0 && (p.n == len(p.ring) || p.bytes+len(body) > p.o.WindowBytes) {
-		if err := p.retireOldest(ctx); err != nil {
+	if p.skip != nil {
+		switch {
+		case env == *p.skip:
+			p.skip = nil
+		case env.Event == schema.EventEnd || env.Event == schema.EventAbort:
+			return fmt.Errorf("%w: the stream's last message of sync %s, %s %d, is none it publishes", ErrInterleaved, env.Sync, p.skip.Event, p.skip.Row)
+		}
+		return nil
+	}
+	if p.n > 0 && (p.n == len(p.ring) || p.bytes+len(body) > p.o.WindowBytes) ||
+		p.fp != nil && time.Since(p.addAt) > idleCommit {
+		if err := p.Flush(ctx); err != nil {
 			return err
 		}
 	}
+	p.hold(env, body)
+	if err := p.sendHeld(ctx); err != nil {
+		return p.recover(ctx, err)
+	}
+	return nil
+}
+
+// Flush commits the current batch: when it returns nil, every message
+// published so far is stored.
+func (p *Publisher) Flush(ctx context.Context) error {
+	for p.fp != nil || p.n > 0 {
+		if err := p.commit(ctx); err != nil {
+			if err := p.recover(ctx, err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Publisher) at(i int) *slot { return &p.ring[(p.head+i)%len(p.ring)] }
+
+// hold copies a message into the next slot.
+func (p *Publisher) hold(env schema.Envelope, body []byte) {
 	s := p.at(p.n)
 	p.n++
 	p.bytes += len(body)
@@ -197,253 +267,211 @@ func (p *Publisher) Publish(ctx context.Context, env schema.Envelope, body []byt
 	}
 	s.msg.Subject = p.subject
 	s.msg.Data = append(s.msg.Data[:0], body...)
-	p.setHeaders(s, env)
-	s.ack, s.err, s.fut = nil, nil, nil
-	p.send(s)
-	if s.err != nil {
-		return p.recover(ctx)
+	if env.Event == schema.EventRow && s.env.Event == schema.EventRow && s.env.Sync == env.Sync {
+		// A row after a row: only the row index differs, so the slot's
+		// header map is reused (nats.go copies headers when it sends).
+		s.msg.Header[schema.HeaderRow][0] = strconv.FormatUint(env.Row, 10)
+	} else {
+		s.msg.Header = nats.Header(env.Headers())
 	}
-	return nil
+	s.env = env
 }
 
-// Flush waits until every message published so far is acknowledged,
-// retrying as Publish does.
-func (p *Publisher) Flush(ctx context.Context) error {
-	for p.n > 0 {
-		if err := p.retireOldest(ctx); err != nil {
+// release drops the k oldest held messages, which are stored.
+func (p *Publisher) release(k int) {
+	for range k {
+		s := p.at(0)
+		p.lastEnv, p.lastKnown = s.env, false
+		p.bytes -= len(s.msg.Data)
+		if cap(s.msg.Data) > keepBuffer {
+			s.msg.Data = nil
+		}
+		p.head = (p.head + 1) % len(p.ring)
+		p.n--
+		p.sent = max(p.sent-1, 0)
+	}
+}
+
+// sendHeld sends the held messages not sent yet.
+func (p *Publisher) sendHeld(ctx context.Context) error {
+	for p.sent < p.n {
+		if p.fp == nil && !p.lastKnown {
+			if err := p.resync(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		s := p.at(p.sent)
+		if !p.batches {
+			ack, err := p.js.PublishMsg(ctx, &s.msg, jetstream.WithExpectLastSequencePerSubject(p.lastSeq))
+			if err != nil {
+				p.lastKnown = false
+				return err
+			}
+			p.release(1)
+			p.lastSeq, p.lastKnown = ack.Sequence, true
+			continue
+		}
+		var check []jetstreamext.BatchMsgOpt
+		if p.fp == nil {
+			if err := p.startBatch(); err != nil {
+				return err
+			}
+			check = []jetstreamext.BatchMsgOpt{jetstreamext.WithBatchExpectLastSequencePerSubject(p.lastSeq)}
+		}
+		ack, err := p.fp.AddMsg(&s.msg, check...)
+		if err == nil {
+			err = p.fpErr.get()
+		}
+		if err != nil {
 			return err
+		}
+		p.sent++
+		p.added++
+		p.addEnv, p.addAt = s.env, time.Now()
+		// The batch's messages up to ack.AckSequence are stored; the
+		// oldest held one is the batch's message added-sent+1.
+		if k := int64(ack.AckSequence) - int64(p.added) + int64(p.sent); k > 0 {
+			p.release(int(k))
 		}
 	}
 	return nil
 }
 
-// LastAck is the ack of the last message retired: after Flush, that of the
-// last message published. Its Sequence is the stream sequence that message
-// has (or had, for a duplicate).
-func (p *Publisher) LastAck() jetstream.PubAck { return p.last }
-
-// Retries counts the messages published again after a failure.
-func (p *Publisher) Retries() int { return p.retries }
-
-// setHeaders puts env's headers on the slot's message. A row after a row
-// reuses the slot's header map, changing only the two values that differ
-// (the message id, from schema, and the row index), which saves a map and
-// five allocations per row; TestRowHeadersAreSchemas checks the result
-// equals schema's Envelope.Headers. The map is free to change: nats.go
-// copies the headers into its write buffer when the message is published.
-func (p *Publisher) setHeaders(s *slot, env schema.Envelope) {
-	h := s.msg.Header
-	if env.Event != schema.EventRow || s.event != schema.EventRow || h[schema.HeaderSync][0] != env.Sync {
-		s.msg.Header = nats.Header(env.Headers(p.dataset))
-		s.event = env.Event
-		return
+// startBatch opens a batch that starts after the last message known stored.
+func (p *Publisher) startBatch() error {
+	errs := &asyncErr{}
+	fp, err := jetstreamext.NewFastPublisher(p.js,
+		jetstreamext.FastPublishFlowControl{Flow: uint16(max(len(p.ring)/2, 1)), MaxOutstandingAcks: 2, AckTimeout: p.o.AckTimeout},
+		jetstreamext.WithFastPublisherErrorHandler(errs.set))
+	if err != nil {
+		return fmt.Errorf("start a batch: %w", err)
 	}
-	h[schema.HeaderMsgID][0] = env.MsgID(p.dataset)
-	h[schema.HeaderRow][0] = strconv.FormatUint(env.Row, 10)
-}
-
-func (p *Publisher) at(i int) *slot { return &p.ring[(p.head+i)%len(p.ring)] }
-
-func (p *Publisher) send(s *slot) {
-	if st := p.nc.Status(); st != nats.CONNECTED {
-		// Never let a message wait in the client's reconnect buffer: it
-		// would be sent after reconnecting, possibly after a message lost
-		// with the old connection.
-		s.err = fmt.Errorf("nats connection %s", st)
-		return
-	}
-	s.fut, s.err = p.js.PublishMsgAsync(&s.msg, p.noRetry...)
-}
-
-// wait resolves s: its ack or its error. Only ctx ending is returned.
-func (p *Publisher) wait(ctx context.Context, s *slot) error {
-	if s.ack != nil || s.err != nil {
-		return nil
-	}
-	select {
-	case ack := <-s.fut.Ok():
-		s.ack = ack
-	case err := <-s.fut.Err():
-		s.err = err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	p.fp, p.fpErr, p.added = fp, errs, 0
 	return nil
 }
 
-func (p *Publisher) retireOldest(ctx context.Context) error {
-	s := p.at(0)
-	if err := p.wait(ctx, s); err != nil {
+// commit ends the current batch and checks the server stored all of it.
+func (p *Publisher) commit(ctx context.Context) error {
+	if p.fp == nil {
+		return p.sendHeld(ctx) // held messages a failure left unsent
+	}
+	ack, err := p.fp.Close(ctx)
+	if err == nil {
+		err = p.fpErr.get()
+	}
+	if err == nil && ack.BatchSize != p.added {
+		err = fmt.Errorf("the server stored %d of the batch's %d messages", ack.BatchSize, p.added)
+	}
+	if err != nil {
 		return err
 	}
-	if s.err != nil {
-		return p.recover(ctx)
-	}
-	return p.pop(ctx)
-}
-
-// pop retires the oldest message, which has its ack.
-func (p *Publisher) pop(ctx context.Context) error {
-	s := p.at(0)
-	id := s.msg.Header.Get(schema.HeaderMsgID)
-	if p.retired > 0 && s.ack.Sequence <= p.last.Sequence {
-		if err := p.checkBehind(ctx, s, id); err != nil {
-			return err
-		}
-	}
-	if a := &p.acked[p.latest]; p.retired > 0 && s.ack.Sequence == a.last+1 {
-		a.last = s.ack.Sequence
-	} else {
-		p.latest = (p.latest + 1) % len(p.acked)
-		p.acked[p.latest] = seqSpan{s.ack.Sequence, s.ack.Sequence}
-	}
-	p.last = *s.ack
-	p.lastID = id
-	p.retired++
-	p.bytes -= len(s.msg.Data)
-	s.fut, s.ack = nil, nil
-	if cap(s.msg.Data) > keepBuffer {
-		s.msg.Data = nil
-	}
-	p.head = (p.head + 1) % len(p.ring)
-	p.n--
+	p.release(p.sent)
+	p.lastEnv, p.lastSeq, p.lastKnown = p.addEnv, ack.Sequence, true
+	p.fp = nil
 	return nil
 }
 
-// checkBehind runs when s, whose message id is id, was acked with a
-// stream sequence below that of the message published before it: it
-// returns nil if the stream holds that message right before s's sequence
-// too (see Order in the package documentation), else ErrOrderBroken.
-func (p *Publisher) checkBehind(ctx context.Context, s *slot, id string) error {
-	seq := s.ack.Sequence
-	ok, err := p.precededBy(ctx, s.ack.Stream, seq, p.lastID, s.msg.Header.Get(schema.HeaderSync))
-	if ok {
-		p.log.Debug("acked below the message published before it, which the stream holds right before it: in order",
-			"subject", p.subject, "msg_id", id, "seq", seq, "previous", p.lastID, "previous_seq", p.last.Sequence)
+// abandon gives up the current batch: what it stored is learnt from the
+// stream (resync) before anything else is sent.
+func (p *Publisher) abandon(ctx context.Context) {
+	if p.fp != nil && !p.fp.IsClosed() {
+		// Commit what the server has, and let go of the ack subscription.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+		_, _ = p.fp.Close(actx)
+		cancel()
+	}
+	p.fp, p.sent, p.lastKnown = nil, 0, false
+}
+
+// readLast reads the last message on the subject: its envelope (zero for
+// none, or a message that is not rowpipe's) and stream sequence (0 for
+// none).
+func (p *Publisher) readLast(ctx context.Context) (schema.Envelope, uint64, error) {
+	m, err := p.stream.GetLastMsgForSubject(ctx, p.subject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return schema.Envelope{}, 0, nil
+	case err != nil:
+		return schema.Envelope{}, 0, fmt.Errorf("read the last message on %s: %w", p.subject, err)
+	}
+	env, _ := schema.ParseEnvelope(m.Header)
+	return env, m.Sequence, nil
+}
+
+// resync reads the last message on the subject and drops the held
+// messages up to it: those are stored.
+func (p *Publisher) resync(ctx context.Context) error {
+	env, seq, err := p.readLast(ctx)
+	if err != nil {
+		return err
+	}
+	if env == p.lastEnv && (!p.lastKnown || seq == p.lastSeq) {
+		p.lastSeq, p.lastKnown = seq, true
 		return nil
 	}
-	broken := fmt.Errorf("%w: message %s has stream sequence %d, below %d of %s published before it, and the stream does not hold %[5]s right before it",
-		ErrOrderBroken, id, seq, p.last.Sequence, p.lastID)
-	if err != nil {
-		return fmt.Errorf("%w (reading the stream to check: %w)", broken, err)
+	for i := range p.n {
+		if p.at(i).env == env {
+			p.release(i + 1)
+			p.lastSeq, p.lastKnown = seq, true
+			return nil
+		}
 	}
-	return broken
+	if p.n > 0 && env.Sync == p.at(0).env.Sync {
+		// A message of this sync not given yet: an earlier run's, still in
+		// flight when this run read the stream. The held ones are before
+		// it, stored; the ones up to it are skipped as they come.
+		p.release(p.n)
+		p.lastEnv, p.lastSeq, p.lastKnown = env, seq, true
+		p.ResumeAfter(env)
+		return nil
+	}
+	return fmt.Errorf("%w: the last message on %s (stream sequence %d: %s of sync %q) is none this ingester published after %s of sync %s",
+		ErrInterleaved, p.subject, seq, orNone(env.Event), env.Sync, orNone(p.lastEnv.Event), p.lastEnv.Sync)
 }
 
-// ackedSpan returns the first sequence of the span of p.acked that holds
-// seq, if one does.
-func (p *Publisher) ackedSpan(seq uint64) (first uint64, ok bool) {
-	for _, a := range p.acked {
-		if a.first != 0 && a.first <= seq && seq <= a.last {
-			return a.first, true
-		}
+func orNone(e schema.Event) string {
+	if e == "" {
+		return "no rowpipe message"
 	}
-	return 0, false
+	return string(e)
 }
 
-// maxLookBack bounds the stream reads of one precededBy.
-const maxLookBack = 64
-
-// precededBy reports whether the last message on the publisher's subject
-// before seq in stream is the one with id prev, passing over what changes
-// nothing for the writer once it has prev: messages of other subjects,
-// deleted sequences, begins of sync (a resume, to the writer), and copies
-// of messages this Publisher published before prev (in a span of p.acked:
-// a resumed sync re-publishing an earlier resume's copies). It gives up
-// (false) after maxLookBack reads.
-func (p *Publisher) precededBy(ctx context.Context, stream string, seq uint64, prev, sync string) (bool, error) {
-	if p.stream == nil || p.stream.CachedInfo().Config.Name != stream {
-		st, err := p.js.Stream(ctx, stream)
-		if err != nil {
-			return false, fmt.Errorf("look up stream %s: %w", stream, err)
-		}
-		p.stream = st
-	}
-	begin := schema.Envelope{Event: schema.EventBegin, Sync: sync}.MsgID(p.dataset)
-	reads := 0
-	for q := seq - 1; q > 0; q-- {
-		if first, ok := p.ackedSpan(q); ok {
-			q = first // and on to first-1
-			continue
-		}
-		if reads == maxLookBack {
-			return false, nil
-		}
-		reads++
-		m, err := p.stream.GetMsg(ctx, q)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("get message %d of stream %s: %w", q, stream, err)
-		}
-		if m.Subject != p.subject {
-			continue
-		}
-		switch m.Header.Get(schema.HeaderMsgID) {
-		case prev:
-			return true, nil
-		case begin:
-			continue
-		default:
-			return false, nil
-		}
-	}
-	return false, nil
-}
-
-// recover runs when the oldest unretired message failed: it waits for all
-// the others, retires what was stored in order, and publishes the rest
-// again, oldest first, with backoff, until all are stored or GiveUp passes.
-func (p *Publisher) recover(ctx context.Context) error {
+// recover runs after a failure: it gives the batch up, waits for the
+// connection, and publishes what the stream does not hold in a new batch,
+// with backoff, until that works or GiveUp passes.
+func (p *Publisher) recover(ctx context.Context, cause error) error {
 	deadline := time.Now().Add(p.o.GiveUp)
 	backoff := minBackoff
 	for attempt := 1; ; attempt++ {
-		for i := range p.n {
-			if s := p.at(i); s.fut != nil {
-				if err := p.wait(ctx, s); err != nil {
-					return err
-				}
-			}
-		}
-		for p.n > 0 && p.at(0).ack != nil {
-			if err := p.pop(ctx); err != nil {
-				return err
-			}
-		}
-		if p.n == 0 {
-			return nil
-		}
-		cause := p.at(0).err
-		if permanent(cause) {
+		p.abandon(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(cause, ErrInterleaved):
+			return cause
+		case permanent(cause):
 			return fmt.Errorf("publish to %s refused: %w", p.subject, cause)
-		}
-		if time.Now().After(deadline) {
+		case time.Now().After(deadline):
 			return fmt.Errorf("%w to %s after %s (%d messages unacknowledged): %w", ErrGaveUp, p.subject, p.o.GiveUp, p.n, cause)
 		}
-		p.log.Warn("publish failed; retrying in order", "subject", p.subject, "err", cause,
-			"unacknowledged", p.n, "attempt", attempt, "backoff", backoff)
-		if err := sleep(ctx, min(backoff, time.Until(deadline))); err != nil {
-			return err
+		p.log.Warn("publish failed; resuming after the last message the stream holds", "subject", p.subject, "err", cause,
+			"unacknowledged", p.n, "attempt", attempt)
+		if attempt > 1 {
+			if err := sleep(ctx, min(backoff, time.Until(deadline))); err != nil {
+				return err
+			}
+			backoff = min(2*backoff, maxBackoff)
 		}
-		backoff = min(2*backoff, maxBackoff)
 		if err := p.waitConnected(ctx, deadline); err != nil {
 			return err
 		}
-		resend := true
-		for i := range p.n {
-			s := p.at(i)
-			if s.ack != nil {
-				continue // stored; its sequence is checked when it is retired
-			}
-			s.fut, s.err = nil, nil
-			if !resend {
-				s.err = errNotSent
-				continue
-			}
-			p.retries++
-			p.send(s)
-			resend = s.err == nil
+		if cause = p.resync(ctx); cause != nil {
+			continue
+		}
+		p.retries += p.n
+		if cause = p.sendHeld(ctx); cause == nil {
+			return nil
 		}
 	}
 }
@@ -467,7 +495,6 @@ func permanent(err error) bool {
 	return errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) ||
 		errors.Is(err, nats.ErrMaxPayload) ||
 		errors.Is(err, nats.ErrConnectionClosed) ||
-		errors.Is(err, jetstream.ErrJetStreamPublisherClosed) ||
 		errors.Is(err, nats.ErrBadSubject)
 }
 

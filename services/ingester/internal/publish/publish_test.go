@@ -15,299 +15,273 @@ import (
 	"github.com/rowpipe/rowpipe/pkg/schema/jstest"
 )
 
-func setup(t *testing.T, window int) (*jstest.Server, jetstream.JetStream, jetstream.Stream) {
+const testSync = "0123456789abcdef"
+
+// setup starts a server with the rows stream (allowing batches or not).
+func setup(t *testing.T, batches bool) (*jstest.Server, jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
 	srv := jstest.Start(t)
-	js, err := NewJetStream(srv.Conn(), window, 2*time.Second)
+	js, err := jetstream.New(srv.Conn())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(js.CleanupPublisher)
-	s, err := schema.EnsureStream(context.Background(), js, schema.StreamOptions{Name: schema.DefaultStream, Replicas: 1, MaxBytes: 1 << 30})
+	cfg := schema.StreamConfig(schema.StreamOptions{Name: schema.DefaultStream, MaxBytes: 1 << 30})
+	cfg.AllowBatchPublish = batches
+	s, err := js.CreateStream(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return srv, js, s
 }
 
-// stored returns the messages of the stream, in order.
-func stored(t *testing.T, s jetstream.Stream) []*jetstream.RawStreamMsg {
+func newPublisher(t *testing.T, js jetstream.JetStream, dataset string, o Options) *Publisher {
 	t.Helper()
-	ctx := context.Background()
-	info, err := s.Info(ctx)
+	p, err := New(context.Background(), js, schema.DefaultStream, dataset, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
+	return p
+}
+
+func row(n uint64) schema.Envelope {
+	return schema.Envelope{Event: schema.EventRow, Sync: testSync, Row: n}
+}
+
+func body(env schema.Envelope) []byte {
+	return fmt.Appendf(nil, `{"e":%q,"n":"%d"}`, env.Event, env.Row)
+}
+
+// publishAll publishes envs, then flushes.
+func publishAll(t *testing.T, p *Publisher, envs []schema.Envelope) {
+	t.Helper()
+	ctx := context.Background()
+	for _, env := range envs {
+		if err := p.Publish(ctx, env, body(env)); err != nil {
+			t.Fatalf("publish %+v: %v", env, err)
 		}
-		out = append(out, m)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rows returns the envelopes of rows from to to.
+func rows(from, to uint64) []schema.Envelope {
+	var out []schema.Envelope
+	for n := from; n <= to; n++ {
+		out = append(out, row(n))
 	}
 	return out
 }
 
-// TestRowHeadersAreSchemas publishes a whole sync through a small window
-// (so slots and their header maps are reused many times) and checks every
-// stored message carries exactly schema's headers, in publish order.
-func TestRowHeadersAreSchemas(t *testing.T) {
-	_, js, s := setup(t, 4)
+// checkStored checks the stream holds exactly want on the dataset's
+// subject, in order, each with schema's headers and its body. Besides
+// them, the first message of a batch carries JetStream's expected-last
+// check, as sent; nothing else (no Nats-Msg-Id, no batch header).
+func checkStored(t *testing.T, s jetstream.Stream, dataset string, want []schema.Envelope) {
+	t.Helper()
 	ctx := context.Background()
-	p := New(js, "hdr", Options{Window: 4})
-	const sync = "0123456789abcdef"
-	var want []schema.Envelope
-	add := func(env schema.Envelope) {
-		t.Helper()
-		if err := p.Publish(ctx, env, []byte(fmt.Sprintf(`{"n":%q}`, env.MsgID("hdr")))); err != nil {
-			t.Fatal(err)
-		}
-		if n := js.PublishAsyncPending(); n > 4 {
-			t.Fatalf("%d publishes pending, window is 4", n)
-		}
-		want = append(want, env)
-	}
-	add(schema.Envelope{Event: schema.EventBegin, Sync: sync})
-	for row := uint64(1); row <= 50; row++ {
-		add(schema.Envelope{Event: schema.EventRow, Sync: sync, Row: row})
-		if row == 20 {
-			add(schema.Envelope{Event: schema.EventReject, Sync: sync, Row: 23})
-		}
-	}
-	add(schema.Envelope{Event: schema.EventEnd, Sync: sync})
-	if err := p.Flush(ctx); err != nil {
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(schema.Subject(dataset)))
+	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := stored(t, s)
-	if len(msgs) != len(want) {
-		t.Fatalf("%d messages stored, want %d", len(msgs), len(want))
-	}
-	for i, m := range msgs {
-		if wantH := nats.Header(want[i].Headers("hdr")); !reflect.DeepEqual(m.Header, wantH) {
-			t.Fatalf("message %d headers %v, want %v", i+1, m.Header, wantH)
+	var got []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
 		}
-		if wantBody := fmt.Sprintf(`{"n":%q}`, want[i].MsgID("hdr")); string(m.Data) != wantBody {
-			t.Fatalf("message %d body %s, want %s", i+1, m.Data, wantBody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject == schema.Subject(dataset) {
+			got = append(got, m)
 		}
 	}
-	if last := p.LastAck(); last.Sequence != msgs[len(msgs)-1].Sequence {
-		t.Errorf("LastAck sequence %d, want %d", last.Sequence, msgs[len(msgs)-1].Sequence)
+	if len(got) != len(want) {
+		t.Fatalf("%d messages stored on %s, want %d", len(got), schema.Subject(dataset), len(want))
+	}
+	for i, m := range got {
+		m.Header.Del(jetstream.ExpectedLastSubjSeqHeader)
+		if wantH := nats.Header(want[i].Headers()); !reflect.DeepEqual(m.Header, wantH) {
+			t.Fatalf("message %d: headers %v, want %v", i+1, m.Header, wantH)
+		}
+		if wantB := body(want[i]); string(m.Data) != string(wantB) {
+			t.Fatalf("message %d: body %s, want %s", i+1, m.Data, wantB)
+		}
 	}
 }
 
-// TestOrderBrokenIsDetected stores row 2 of a sync before row 1, as a
-// connection failure can: publishing rows 1 and 2 then gets a duplicate ack
-// for row 2 with a lower sequence than row 1's, which must be reported.
-func TestOrderBrokenIsDetected(t *testing.T) {
-	_, js, _ := setup(t, 8)
-	ctx := context.Background()
-	const sync = "00000000000000aa"
-	row2 := schema.Envelope{Event: schema.EventRow, Sync: sync, Row: 2}
-	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: schema.Subject("ord"), Data: []byte(`{}`), Header: nats.Header(row2.Headers("ord"))}); err != nil {
-		t.Fatal(err)
-	}
-	p := New(js, "ord", Options{Window: 8})
-	for row := uint64(1); row <= 2; row++ {
-		if err := p.Publish(ctx, schema.Envelope{Event: schema.EventRow, Sync: sync, Row: row}, []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := p.Flush(ctx); !errors.Is(err, ErrOrderBroken) {
-		t.Fatalf("Flush = %v, want ErrOrderBroken", err)
-	}
-}
-
-// TestDuplicatesOfAnEarlierRunAreInOrder: rows stored by an earlier run of
-// the same sync come back as duplicates with their old sequences, which are
-// in order, so a resumed sync goes through.
-func TestDuplicatesOfAnEarlierRunAreInOrder(t *testing.T) {
-	_, js, s := setup(t, 8)
-	ctx := context.Background()
-	const sync = "00000000000000bb"
-	first := New(js, "dup", Options{Window: 8})
-	for row := uint64(1); row <= 5; row++ {
-		if err := first.Publish(ctx, schema.Envelope{Event: schema.EventRow, Sync: sync, Row: row}, []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := first.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	again := New(js, "dup", Options{Window: 8})
-	for row := uint64(1); row <= 12; row++ {
-		if err := again.Publish(ctx, schema.Envelope{Event: schema.EventRow, Sync: sync, Row: row}, []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := again.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(stored(t, s)); n != 12 {
-		t.Errorf("%d messages stored, want 12 (5 deduplicated)", n)
+// TestSyncIsStoredInOrderWithSchemasHeaders publishes a whole sync through
+// a small window (so slots and their header maps are reused many times and
+// flow acks release them) and checks every stored message.
+func TestSyncIsStoredInOrderWithSchemasHeaders(t *testing.T) {
+	for _, batches := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batches=%v", batches), func(t *testing.T) {
+			_, js, s := setup(t, batches)
+			p := newPublisher(t, js, "hdr", Options{Window: 8})
+			if p.Batched() != batches {
+				t.Fatalf("Batched() = %v", p.Batched())
+			}
+			want := []schema.Envelope{{Event: schema.EventBegin, Sync: testSync}}
+			want = append(want, rows(1, 20)...)
+			want = append(want, schema.Envelope{Event: schema.EventReject, Sync: testSync, Row: 23})
+			want = append(want, rows(21, 300)...)
+			want = append(want, schema.Envelope{Event: schema.EventEnd, Sync: testSync})
+			publishAll(t, p, want)
+			checkStored(t, s, "hdr", want)
+			info, err := s.Info(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.LastSeq() != info.State.LastSeq {
+				t.Errorf("LastSeq %d, want %d", p.LastSeq(), info.State.LastSeq)
+			}
+		})
 	}
 }
 
 // TestGiveUpWhenTheServerIsGone: with the server down, publishing fails
 // after GiveUp with ErrGaveUp, naming the subject.
 func TestGiveUpWhenTheServerIsGone(t *testing.T) {
-	srv, js, _ := setup(t, 8)
+	srv, js, _ := setup(t, true)
+	p := newPublisher(t, js, "gone", Options{GiveUp: 300 * time.Millisecond, AckTimeout: 200 * time.Millisecond})
 	srv.Shutdown()
-	p := New(js, "gone", Options{Window: 8, GiveUp: 300 * time.Millisecond})
-	start := time.Now()
-	err := p.Publish(context.Background(), schema.Envelope{Event: schema.EventBegin, Sync: "00000000000000cc"}, []byte(`{}`))
+	ctx := context.Background()
+	err := p.Publish(ctx, row(1), []byte(`{}`))
 	if err == nil {
-		err = p.Flush(context.Background())
+		err = p.Flush(ctx)
 	}
 	if !errors.Is(err, ErrGaveUp) {
 		t.Fatalf("err = %v, want ErrGaveUp", err)
 	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("gave up after %s, GiveUp is 300ms", d)
-	}
 }
 
-// TestRetriesAcrossARestart restarts the server between two halves of a
-// sync: the second half waits for the connection and gets through, in order.
-func TestRetriesAcrossARestart(t *testing.T) {
-	srv, js, s := setup(t, 16)
+// TestServerRestartMidBatch stops the server (every connection cut, batch
+// state lost) while a batch is in flight, twice, and starts it again: the
+// publisher resumes after the last message stored, and the stream holds
+// every row once, in order.
+func TestServerRestartMidBatch(t *testing.T) {
+	srv, js, s := setup(t, true)
 	ctx := context.Background()
-	p := New(js, "rst", Options{Window: 16, GiveUp: 30 * time.Second})
-	const sync = "00000000000000dd"
-	for row := uint64(1); row <= 100; row++ {
-		if row == 50 {
+	p := newPublisher(t, js, "rst", Options{Window: 64, AckTimeout: 2 * time.Second, GiveUp: 30 * time.Second})
+	const n = 5000
+	for i := uint64(1); i <= n; i++ {
+		if i == 1500 || i == 3700 {
 			srv.Restart()
 		}
-		if err := p.Publish(ctx, schema.Envelope{Event: schema.EventRow, Sync: sync, Row: row}, []byte(`{}`)); err != nil {
-			t.Fatalf("row %d: %v", row, err)
+		if err := p.Publish(ctx, row(i), body(row(i))); err != nil {
+			t.Fatalf("row %d: %v", i, err)
 		}
 	}
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	msgs := stored(t, s)
-	if len(msgs) != 100 {
-		t.Fatalf("%d messages stored, want 100", len(msgs))
-	}
-	for i, m := range msgs {
-		env, err := schema.ParseEnvelope(m.Header)
-		if err != nil || env.Row != uint64(i+1) {
-			t.Fatalf("message %d: %+v %v, want row %d", i+1, env, err, i+1)
-		}
+	checkStored(t, s, "rst", rows(1, n))
+	if p.Retries() == 0 {
+		t.Error("no message published again: the restarts did not land mid-batch")
 	}
 }
 
-// TestResumeStraddlingTheDuplicateWindow re-publishes two interrupted syncs
-// whose first rows are older than the broker's duplicate window (stored
-// again, at new sequences) and whose last rows are not (duplicates, acked at
-// their originals' lower sequences). For "ok" the earlier run stored every
-// row in order, so the resumed sync goes through; for "gap" it lost row 6
-// and stored row 7, which must still be reported. Another dataset's
-// messages are interleaved in the stream, as with concurrent ingests.
-func TestResumeStraddlingTheDuplicateWindow(t *testing.T) {
-	t.Parallel() // it waits out the duplicate window
-	_, js, s := setup(t, 8)
+// TestPublisherKilledMidBatchResumesAfterTheLastStored abandons a
+// publisher mid-batch (its connection closed, as when the process is
+// killed) and resumes with a new one: it reads the last message stored
+// (Last), skips what the stream holds (ResumeAfter), and the stream ends
+// with every row once, in order.
+func TestPublisherKilledMidBatchResumesAfterTheLastStored(t *testing.T) {
+	srv, js, s := setup(t, true)
 	ctx := context.Background()
-	const sync = "00000000000000ee"
-	row := func(r uint64) schema.Envelope { return schema.Envelope{Event: schema.EventRow, Sync: sync, Row: r} }
-	earlier := map[string]*Publisher{"ok": New(js, "ok", Options{Window: 8}), "gap": New(js, "gap", Options{Window: 8})}
-	other := New(js, "other", Options{Window: 8})
-	publishRows := func(from, to uint64) {
-		t.Helper()
-		for r := from; r <= to; r++ {
-			for ds, p := range earlier {
-				if ds == "gap" && r == 6 {
-					continue // lost by the interrupted run
-				}
-				if err := p.Publish(ctx, row(r), []byte(`{}`)); err != nil {
-					t.Fatal(err)
-				}
-				if err := p.Flush(ctx); err != nil {
-					t.Fatal(err)
-				}
+	nc := srv.Conn()
+	js1, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := newPublisher(t, js1, "kill", Options{Window: 64})
+	const n = 3000
+	for i := uint64(1); i <= 1234; i++ {
+		if err := dead.Publish(ctx, row(i), body(row(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Close() // no commit: the batch ends where the connection does
+
+	p := newPublisher(t, js, "kill", Options{Window: 64})
+	last, ok := p.Last()
+	if !ok || last.Sync != testSync || last.Event != schema.EventRow || last.Row > 1234 {
+		t.Fatalf("Last() = %+v, %v", last, ok)
+	}
+	t.Logf("the stream holds rows 1 to %d of the 1234 published", last.Row)
+	p.ResumeAfter(last)
+	publishAll(t, p, rows(1, n))
+	checkStored(t, s, "kill", rows(1, n))
+}
+
+// TestInterleavedPublisherIsRefused: a message another client stores on
+// the subject between two batches makes the next batch's expected-last
+// check fail, and the publisher, unable to place that message, reports
+// ErrInterleaved instead of going on.
+func TestInterleavedPublisherIsRefused(t *testing.T) {
+	for _, batches := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batches=%v", batches), func(t *testing.T) {
+			_, js, _ := setup(t, batches)
+			ctx := context.Background()
+			p := newPublisher(t, js, "two", Options{GiveUp: 5 * time.Second})
+			publishAll(t, p, rows(1, 10))
+			other := schema.Envelope{Event: schema.EventBegin, Sync: "00000000000000ff"}
+			if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: schema.Subject("two"), Header: nats.Header(other.Headers()), Data: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
 			}
-			if err := other.Publish(ctx, schema.Envelope{Event: schema.EventRow, Sync: "00000000000000ff", Row: 100 + r}, []byte(`{}`)); err != nil {
+			err := p.Publish(ctx, row(11), body(row(11)))
+			if err == nil {
+				err = p.Flush(ctx)
+			}
+			if !errors.Is(err, ErrInterleaved) {
+				t.Fatalf("err = %v, want ErrInterleaved", err)
+			}
+		})
+	}
+}
+
+// TestOtherDatasetsDoNotInterleave: syncs of two datasets published at
+// once to the same stream each go through, each in order.
+func TestOtherDatasetsDoNotInterleave(t *testing.T) {
+	_, js, s := setup(t, true)
+	a := newPublisher(t, js, "a", Options{Window: 16})
+	b := newPublisher(t, js, "b", Options{Window: 16})
+	ctx := context.Background()
+	for i := uint64(1); i <= 1000; i++ {
+		for _, p := range []*Publisher{a, b} {
+			if err := p.Publish(ctx, row(i), body(row(i))); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	for _, p := range earlier {
-		if err := p.Publish(ctx, schema.Envelope{Event: schema.EventBegin, Sync: sync}, []byte(`{}`)); err != nil {
+	for _, p := range []*Publisher{a, b} {
+		if err := p.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	publishRows(1, 5)
-	time.Sleep(schema.DuplicateWindow + 200*time.Millisecond)
-	publishRows(6, 10)
-	if err := other.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	before := len(stored(t, s))
-
-	resume := func(ds string) error {
-		p := New(js, ds, Options{Window: 8})
-		if err := p.Publish(ctx, schema.Envelope{Event: schema.EventBegin, Sync: sync}, []byte(`{}`)); err != nil {
-			return err
-		}
-		for r := uint64(1); r <= 12; r++ {
-			if err := p.Publish(ctx, row(r), []byte(`{}`)); err != nil {
-				return err
-			}
-		}
-		return p.Flush(ctx)
-	}
-	if err := resume("ok"); err != nil {
-		t.Fatalf("resumed sync of ok: %v", err)
-	}
-	// The begin and rows 1 to 5 again, 6 to 10 deduplicated, 11 and 12.
-	if n := len(stored(t, s)) - before; n != 8 {
-		t.Errorf("resuming ok stored %d messages, want 8", n)
-	}
-	if err := resume("gap"); !errors.Is(err, ErrOrderBroken) {
-		t.Fatalf("resumed sync of gap: %v, want ErrOrderBroken", err)
-	}
+	checkStored(t, s, "a", rows(1, 1000))
+	checkStored(t, s, "b", rows(1, 1000))
 }
 
-// TestSecondResumeAfterAStraddlingOne: run 1 of a sync stores rows 1 to 6,
-// 4 to 6 after a pause; run 2, soon after, stores the begin and rows 1 to 3
-// again (older than the duplicate window), gets duplicates for 4 to 6 and
-// stores 7 and 8; run 3, once run 1's rows have left the window but not
-// run 2's, gets duplicates for the begin and rows 1 to 3 (run 2's copies),
-// stores 4 to 6 again, and gets a duplicate for row 7 right after run 2's
-// row 3: the stream holds run 1's row 6 just before what run 3 has seen
-// acked, so the sync is in order.
-func TestSecondResumeAfterAStraddlingOne(t *testing.T) {
-	t.Parallel() // it waits out the duplicate window
-	_, js, _ := setup(t, 8)
+// TestIdleBatchIsCommittedBeforeTheServerForgetsIt: a source that pauses
+// longer than idleCommit (standard input, a URL) gets its batch committed
+// before the next message, with no failure and no retry.
+func TestIdleBatchIsCommittedBeforeTheServerForgetsIt(t *testing.T) {
+	t.Parallel() // it waits
+	_, js, s := setup(t, true)
 	ctx := context.Background()
-	const sync = "00000000000000ab"
-	run := func(rows ...uint64) error {
-		p := New(js, "again", Options{Window: 8})
-		if rows[0] == 1 {
-			if err := p.Publish(ctx, schema.Envelope{Event: schema.EventBegin, Sync: sync}, []byte(`{}`)); err != nil {
-				return err
-			}
+	p := newPublisher(t, js, "idle", Options{})
+	for i := uint64(1); i <= 10; i++ {
+		if err := p.Publish(ctx, row(i), body(row(i))); err != nil {
+			t.Fatal(err)
 		}
-		for _, r := range rows {
-			if err := p.Publish(ctx, schema.Envelope{Event: schema.EventRow, Sync: sync, Row: r}, []byte(`{}`)); err != nil {
-				return err
-			}
-		}
-		return p.Flush(ctx)
 	}
-	if err := run(1, 2, 3); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(schema.DuplicateWindow + 300*time.Millisecond)
-	if err := run(4, 5, 6); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(schema.DuplicateWindow / 2)
-	if err := run(1, 2, 3, 4, 5, 6, 7, 8); err != nil {
-		t.Fatalf("run 2: %v", err)
-	}
-	time.Sleep(schema.DuplicateWindow * 3 / 4)
-	if err := run(1, 2, 3, 4, 5, 6, 7, 8, 9, 10); err != nil {
-		t.Fatalf("run 3: %v", err)
+	time.Sleep(idleCommit + 500*time.Millisecond)
+	publishAll(t, p, rows(11, 20))
+	checkStored(t, s, "idle", rows(1, 20))
+	if p.Retries() != 0 {
+		t.Errorf("%d messages published again after an idle pause", p.Retries())
 	}
 }
