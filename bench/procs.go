@@ -222,7 +222,11 @@ func (s *supervisor) stopAll() {
 }
 
 // vmHWM reads the peak resident set size (VmHWM) of pid, in bytes.
-func vmHWM(pid int) (int64, error) {
+func vmHWM(pid int) (int64, error) { return procStatus(pid, "VmHWM") }
+
+// procStatus reads a size field of /proc/<pid>/status (VmHWM, RssFile ...),
+// in bytes.
+func procStatus(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -230,8 +234,7 @@ func vmHWM(pid int) (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			fields := strings.Fields(rest)
 			if len(fields) < 1 {
 				break
@@ -243,7 +246,7 @@ func vmHWM(pid int) (int64, error) {
 			return kb * 1024, nil
 		}
 	}
-	return 0, errors.New("no VmHWM line")
+	return 0, fmt.Errorf("no %s line", field)
 }
 
 // procCPU reads utime+stime of a running pid from /proc/<pid>/stat.

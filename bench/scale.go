@@ -28,9 +28,11 @@ type scaleSync struct {
 	csvBytes     int64
 	run          ingestRun
 	stackPeak    int64
-	streamBytes  uint64 // StreamInfo.State.Bytes: uncompressed, what MaxBytes counts
-	streamDisk   int64  // the stack's JetStream store on disk
-	filesDisk    int64  // DATA_DIR/<dataset> on disk
+	stackCPU     time.Duration // the stack's CPU time during the sync
+	stackFile    int64         // the stack's RssFile after the sync: its executable's pages
+	streamBytes  uint64        // StreamInfo.State.Bytes: uncompressed, what MaxBytes counts
+	streamDisk   int64         // the stack's JetStream store on disk
+	filesDisk    int64         // DATA_DIR/<dataset> on disk
 	first, last  loadResult
 	loadDuration time.Duration
 }
@@ -71,12 +73,15 @@ func (b *bench) runScale(ctx context.Context, rows int) ([]*scaleSync, error) {
 			sy.csvBytes = fi.Size()
 		}
 		logf("scale: sync %d of %d, %d rows through bin/stack", i+1, scaleSyncs, n)
+		cpu0 := s.p.cpu()
 		if sy.run, err = b.ingest(ctx, s.natsURL, s.apiAddr, csvPath, n, false); err != nil {
 			return out, fmt.Errorf("sync %d: %w", i+1, err)
 		}
 		os.Remove(csvPath)
 		logf("scale: sync %d: %d rows in %s (%s)", i+1, n, sy.run.elapsed.Round(time.Millisecond), sy.run.summary)
 		sy.stackPeak = s.p.peakRSS()
+		sy.stackCPU = s.p.cpu() - cpu0
+		sy.stackFile, _ = procStatus(s.p.pid(), "RssFile")
 		st, err := js.Stream(ctx, "ROWS")
 		if err != nil {
 			return out, err
@@ -204,16 +209,16 @@ func (r *report) scaleSection(p func(string, ...any)) {
 		return
 	}
 	p("## Scale: %s rows synced %d times through `bin/stack` with defaults\n\n", num(float64(r.opt.scale)), scaleSyncs)
-	p("| sync | rows | CSV | seconds | rows/s | stack peak RSS | ingester peak RSS | stream (JetStream bytes) | stream on disk | dataset files on disk | limit=10 first page req/s | last page req/s | last/first |\n")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| sync | rows | CSV | seconds | rows/s | stack peak RSS | stack CPU µs/row | ingester peak RSS | stream (JetStream bytes) | stream on disk | dataset files on disk | limit=10 first page req/s | last page req/s | last/first |\n")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, s := range r.scale {
 		first, last := s.first.rps(), s.last.rps()
 		ratio := "–"
 		if first > 0 {
 			ratio = fmt.Sprintf("%.2f", last/first)
 		}
-		p("| %d | %s | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", i+1, num(float64(s.rows)), gb(s.csvBytes),
-			s.run.elapsed.Seconds(), num(rate(s.rows, s.run.elapsed)), mb(s.stackPeak), mb(s.run.ingesterPeak),
+		p("| %d | %s | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", i+1, num(float64(s.rows)), gb(s.csvBytes),
+			s.run.elapsed.Seconds(), num(rate(s.rows, s.run.elapsed)), mb(s.stackPeak), usPerRow(s.stackCPU, s.rows), mb(s.run.ingesterPeak),
 			gb(int64(s.streamBytes)), gb(s.streamDisk), gb(s.filesDisk), num(first), num(last), ratio)
 	}
 	top := r.scale[0]
@@ -226,6 +231,7 @@ func (r *report) scaleSection(p func(string, ...any)) {
 	last := r.scale[len(r.scale)-1]
 	p("\n- bytes a row, after sync %d: stream %.0f B as JetStream counts it (what `STREAM_MAX_BYTES` bounds), %.0f B on disk (S2); dataset files %.0f B (`KEEP_GENERATIONS=2`: two generations)\n",
 		len(r.scale), float64(last.streamBytes)/float64(last.rows), float64(last.streamDisk)/float64(last.rows), float64(last.filesDisk)/float64(last.rows))
+	p("- the stack's RSS counts its executable's pages: %s (RssFile after sync %d); the rest is Go memory under `STACK_MEMORY_LIMIT` (64 MiB)\n", mb(last.stackFile), len(r.scale))
 	p("- peak RSS is the process's VmHWM so far; req/s: %d connections, %s a page shape, interleaved\n", r.opt.conns, last.loadDuration)
 	if c := r.scaleCopy; c != nil {
 		if c.skipped != "" {

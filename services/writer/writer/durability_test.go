@@ -69,6 +69,33 @@ func TestKeepGenerationsPrunesFilesAndPurgesTheStream(t *testing.T) {
 	}
 }
 
+// A stream holding one dataset is purged without a subject filter (whole
+// blocks dropped): what stays is exactly the current generation on.
+func TestPurgeOfTheOnlyDatasetKeepsTheCurrentGeneration(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	w := e.startWriter(dir)
+	var gens []uint64
+	for range 3 {
+		s := e.sync("products", schema.ModeReplace)
+		gens = append(gens, s.begin())
+		s.rows(1, 5)
+		w.waitApplied(s.end(5, 0))
+	}
+	ctx := context.Background()
+	stream, err := e.js.Stream(ctx, schema.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := info.State; st.FirstSeq != gens[2] || st.Msgs != 7 {
+		t.Fatalf("stream holds %d messages from %d, want 7 from %d (the current sync's)", st.Msgs, st.FirstSeq, gens[2])
+	}
+}
+
 // mixedHistory publishes a bit of everything on two datasets and returns
 // the last sequence.
 func mixedHistory(e *env) uint64 {

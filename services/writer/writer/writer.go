@@ -536,15 +536,6 @@ func (e effects) PublishState(ctx context.Context, s schema.DatasetState) error 
 	return errors.New("key-value update kept conflicting")
 }
 
-func (e effects) Purge(ctx context.Context, name string, before uint64) error {
-	if before <= 1 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
-	defer cancel()
-	return e.w.stream.Purge(ctx, jetstream.WithPurgeSubject(schema.Subject(name)), jetstream.WithPurgeSequence(before))
-}
-
 func (e effects) MessageTime(ctx context.Context, seq uint64) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
 	defer cancel()
