@@ -140,14 +140,13 @@ func TestEnsureStateBucket(t *testing.T) {
 	}
 }
 
-// TestStreamIsCompressedAndMigrated: a stream created before compression
-// and batch publishing (as rowpipe did) is switched to S2 and to allowing
-// batches by EnsureStream, keeping its messages; an unset MaxBytes keeps
-// the existing limit.
-func TestStreamIsCompressedAndMigrated(t *testing.T) {
+// TestStreamIsMigrated: a stream created before batch publishing (as
+// rowpipe did) is made to allow batches by EnsureStream, keeping its
+// messages; an unset MaxBytes or Compression keeps the existing stream's,
+// a set Compression switches it, and a new stream gets the defaults.
+func TestStreamIsMigrated(t *testing.T) {
 	js, ctx := testJetStream(t)
-	old := StreamConfig(StreamOptions{Name: "ROWS", MaxBytes: 8 << 20})
-	old.Compression = jetstream.NoCompression
+	old := StreamConfig(StreamOptions{Name: "ROWS", MaxBytes: 8 << 20, Compression: CompressionS2})
 	old.AllowBatchPublish = false
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
@@ -155,33 +154,41 @@ func TestStreamIsCompressedAndMigrated(t *testing.T) {
 	if _, err := js.Publish(ctx, Subject("products"), []byte(`{"a":"1"}`)); err != nil {
 		t.Fatal(err)
 	}
-	s, err := EnsureStream(ctx, js, StreamOptions{Name: "ROWS"})
-	if err != nil {
-		t.Fatal(err)
+	ensure := func(o StreamOptions) jetstream.StreamConfig {
+		t.Helper()
+		s, err := EnsureStream(ctx, js, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs != 1 {
+			t.Errorf("%d messages after EnsureStream, want the 1 stored before", info.State.Msgs)
+		}
+		return info.Config
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Config.Compression != jetstream.S2Compression {
-		t.Errorf("compression %v after EnsureStream, want s2", info.Config.Compression)
-	}
-	if !info.Config.AllowBatchPublish {
+	cfg := ensure(StreamOptions{Name: "ROWS"})
+	if !cfg.AllowBatchPublish {
 		t.Error("the stream does not allow batch publishing after EnsureStream")
 	}
-	if info.Config.MaxBytes != 8<<20 {
-		t.Errorf("MaxBytes %d: an unset STREAM_MAX_BYTES changed the stream's limit", info.Config.MaxBytes)
+	if cfg.MaxBytes != 8<<20 || cfg.Compression != jetstream.S2Compression {
+		t.Errorf("MaxBytes %d, compression %v: an unset STREAM_MAX_BYTES or STREAM_COMPRESSION changed the stream's", cfg.MaxBytes, cfg.Compression)
 	}
-	if info.State.Msgs != 1 {
-		t.Errorf("%d messages after the migration, want the 1 stored before", info.State.Msgs)
+	if cfg = ensure(StreamOptions{Name: "ROWS", Compression: CompressionNone}); cfg.Compression != jetstream.NoCompression {
+		t.Errorf("compression %v after STREAM_COMPRESSION=none, want none", cfg.Compression)
+	}
+	if cfg = ensure(StreamOptions{Name: "ROWS", Compression: CompressionS2}); cfg.Compression != jetstream.S2Compression {
+		t.Errorf("compression %v after STREAM_COMPRESSION=s2, want s2", cfg.Compression)
 	}
 	js2, ctx2 := testJetStream(t)
 	fresh, err := EnsureStream(ctx2, js2, StreamOptions{Name: "ROWS"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fresh.CachedInfo().Config.MaxBytes; got != DefaultStreamMaxBytes {
-		t.Errorf("a new stream with MaxBytes unset has %d, want DefaultStreamMaxBytes", got)
+	if got := fresh.CachedInfo().Config; got.MaxBytes != DefaultStreamMaxBytes || got.Compression != storeCompression(DefaultCompression) {
+		t.Errorf("a new stream with nothing set has MaxBytes %d and compression %v, want DefaultStreamMaxBytes and DefaultCompression", got.MaxBytes, got.Compression)
 	}
 }
 

@@ -31,12 +31,14 @@ type Config struct {
 	// schema.DefaultStream), bound on start with schema.BindStream, and its
 	// state bucket. An existing stream is used as it is: its configuration
 	// is the writer's (or the operator's) to change. StreamMaxBytes and
-	// StreamReplicas apply only to a stream the ingester creates, when it
-	// starts before any writer (schema.DefaultStreamMaxBytes and 1 when
+	// StreamReplicas (and StreamCompression) apply only to a stream the
+	// ingester creates, when it starts before any writer
+	// (schema.DefaultStreamMaxBytes, 1 and schema.DefaultCompression when
 	// unset).
-	Stream         string `envconfig:"STREAM"`
-	StreamReplicas int    `envconfig:"STREAM_REPLICAS"`
-	StreamMaxBytes int64  `envconfig:"STREAM_MAX_BYTES"`
+	Stream            string `envconfig:"STREAM"`
+	StreamReplicas    int    `envconfig:"STREAM_REPLICAS"`
+	StreamMaxBytes    int64  `envconfig:"STREAM_MAX_BYTES"`
+	StreamCompression string `envconfig:"STREAM_COMPRESSION"`
 
 	// Dataset receives the rows (--dataset, default "products"); it must
 	// pass schema.ValidateDataset. It is not used for a folder source,
@@ -142,6 +144,8 @@ func (c *Config) Validate() error {
 		return usagef("STREAM_REPLICAS=%d: want 1 to 5", c.StreamReplicas)
 	case c.StreamMaxBytes < 0:
 		return usagef("STREAM_MAX_BYTES=%d: want a positive size in bytes", c.StreamMaxBytes)
+	case invalidCompression(c.StreamCompression) != nil:
+		return usagef("%v", invalidCompression(c.StreamCompression))
 	case c.PublishWindow < 1 || c.PublishWindow > 65536:
 		return usagef("PUBLISH_WINDOW=%d: want 1 to 65536 messages", c.PublishWindow)
 	case c.PublishGiveUp < 0 || c.PublishAckTimeout < 0 || c.WaitTimeout < 0 || c.Every < 0:
@@ -207,4 +211,9 @@ func (l *FieldList) String() string {
 	w.Write(*l)
 	w.Flush()
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func invalidCompression(v string) error {
+	_, err := schema.ParseCompression(v)
+	return err
 }

@@ -250,7 +250,8 @@ func newIngester(ctx context.Context, cfg Config, nc *nats.Conn, log *slog.Logge
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	g.js = js
-	opts := schema.StreamOptions{Name: cfg.Stream, Replicas: cfg.StreamReplicas, MaxBytes: cfg.StreamMaxBytes}
+	opts := schema.StreamOptions{Name: cfg.Stream, Replicas: cfg.StreamReplicas, MaxBytes: cfg.StreamMaxBytes,
+		Compression: cfg.StreamCompression}
 	err = retry(ctx, cfg.PublishGiveUp, log, "bind the stream", func(ctx context.Context) error {
 		if _, err := schema.BindStream(ctx, js, opts); err != nil {
 			return err

@@ -41,6 +41,10 @@ type Config struct {
 	// schema.DefaultStreamMaxBytes).
 	StreamReplicas int   `envconfig:"STREAM_REPLICAS"`
 	StreamMaxBytes int64 `envconfig:"STREAM_MAX_BYTES"`
+	// StreamCompression is how the stream stores messages: none or s2
+	// (schema.CompressionNone, CompressionS2); unset keeps an existing
+	// stream's and gives a new one schema.DefaultCompression.
+	StreamCompression string `envconfig:"STREAM_COMPRESSION"`
 	// Fsync is batch (default: data and index synced before each header
 	// rewrite), always (the header too) or off (never: survives a crash of
 	// the process, not of the machine).
@@ -154,6 +158,9 @@ func (c Config) Validate() error {
 	}
 	if c.StreamMaxBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("STREAM_MAX_BYTES=%d: at least 1 MiB", c.StreamMaxBytes))
+	}
+	if _, err := schema.ParseCompression(c.StreamCompression); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := generation.ParsePolicy(c.Fsync); err != nil {
 		errs = append(errs, err)

@@ -364,7 +364,8 @@ func (w *Writer) connectStream(ctx context.Context) (*jetstream.StreamInfo, erro
 		return nil, err
 	}
 	w.js = js
-	o := schema.StreamOptions{Name: w.cfg.Stream, Replicas: w.cfg.StreamReplicas, MaxBytes: w.cfg.StreamMaxBytes}
+	o := schema.StreamOptions{Name: w.cfg.Stream, Replicas: w.cfg.StreamReplicas, MaxBytes: w.cfg.StreamMaxBytes,
+		Compression: w.cfg.StreamCompression}
 	var info *jetstream.StreamInfo
 	err = w.retry(ctx, "create or bind stream "+w.cfg.Stream, func() error {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
