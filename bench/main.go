@@ -108,7 +108,7 @@ func run() int {
 	flag.Uint64Var(&genSeed, "seed", 1, "the seed of -gen")
 	flag.StringVar(&scaleArg, "scale", "", "run only the scale section: a products CSV of this many rows (10M, say) synced three times through bin/stack with defaults")
 	flag.StringVar(&opt.loadgen, "loadgen", "auto", "API load generator: wrk (Debian's wrk -t2), client (in-process fasthttp client), or auto (wrk when it is on PATH)")
-	flag.StringVar(&opt.ingesterBefore, "ingester-before", "", "another ingester binary (say, main's) to run in every ingest round beside bin/ingester, same writer, api and nats-server: the before column")
+	flag.StringVar(&opt.ingesterBefore, "ingester-before", "", "another ingester binary (say, main's) to run in every ingest round beside bin/ingester, same writer, api and nats-server; or a folder of another build's ingester, writer and api, its whole pipeline: the before column")
 	flag.StringVar(&opt.apiBefore, "api-before", "", "another api binary (say, main's) to measure in the same slices as bin/api, over the same data: the before column")
 	flag.StringVar(&serveDir, "serve-ceiling", "", "internal: serve the API ceiling's constant bodies from this folder")
 	flag.StringVar(&serveAt, "ceiling-addr", "127.0.0.1:0", "internal: address of -serve-ceiling")
@@ -339,7 +339,7 @@ func (b *bench) run(ctx context.Context) *report {
 				}
 				if servicesOK && ctx.Err() == nil && only["ingest"] && b.opt.ingesterBefore != "" {
 					logf("before: %s → nats-server → writer → api, %d rows (run %d of %d)", b.opt.ingesterBefore, rows, i+1, runs)
-					o, err := b.runOurs(ctx, csvPath, rows, false, nil, withIngester(b.opt.ingesterBefore))
+					o, err := b.runOurs(ctx, csvPath, rows, false, nil, withBefore(b.opt.ingesterBefore))
 					if err != nil {
 						fail("before at %d rows: %v", rows, err)
 					}

@@ -128,7 +128,8 @@ func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) err
 
 // startServices starts nats-server, bin/writer and bin/api on free loopback
 // ports, all data under dir.
-func (b *bench) startServices(ctx context.Context, dir string) (*services, error) {
+func (b *bench) startServices(ctx context.Context, dir string, opts ...ingestOpt) (*services, error) {
+	x := b.bins(opts)
 	s := &services{dataDir: filepath.Join(dir, "data")}
 	if err := os.MkdirAll(s.dataDir, 0o755); err != nil {
 		return nil, err
@@ -144,7 +145,7 @@ func (b *bench) startServices(ctx context.Context, dir string) (*services, error
 		return nil, err
 	}
 	s.writer, err = b.sup.start(spec{
-		name: "writer", timeout: b.opt.timeout, bin: b.binary("writer"),
+		name: "writer", timeout: b.opt.timeout, bin: x.writer,
 		env: []string{
 			"DATA_DIR=" + s.dataDir,
 			"NATS_URL=" + s.natsURL,
@@ -159,7 +160,7 @@ func (b *bench) startServices(ctx context.Context, dir string) (*services, error
 		s.stop()
 		return nil, err
 	}
-	if s.api, s.apiAddr, err = b.startAPI(ctx, "api", b.binary("api"), s.dataDir); err != nil {
+	if s.api, s.apiAddr, err = b.startAPI(ctx, "api", x.api, s.dataDir); err != nil {
 		s.stop()
 		return nil, err
 	}
@@ -212,20 +213,38 @@ func ingestArgs(csvPath string, index bool) []string {
 	return append(args, csvPath)
 }
 
-// ingestOpt changes how ingest runs the ingester.
-type ingestOpt func(*string)
+// bins are the executables of one run: bin/ by default.
+type bins struct{ ingester, writer, api string }
 
-// withIngester runs bin instead of bin/ingester (-ingester-before).
-func withIngester(bin string) ingestOpt { return func(b *string) { *b = bin } }
+// ingestOpt changes which executables a run uses.
+type ingestOpt func(*bins)
+
+// withBefore runs the -ingester-before executables: path itself as the
+// ingester, or path/ingester, path/writer and path/api when path is a
+// folder (another build's whole pipeline).
+func withBefore(path string) ingestOpt {
+	return func(b *bins) {
+		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+			*b = bins{filepath.Join(path, "ingester"), filepath.Join(path, "writer"), filepath.Join(path, "api")}
+			return
+		}
+		b.ingester = path
+	}
+}
+
+func (b *bench) bins(opts []ingestOpt) bins {
+	x := bins{b.binary("ingester"), b.binary("writer"), b.binary("api")}
+	for _, o := range opts {
+		o(&x)
+	}
+	return x
+}
 
 // ingest runs bin/ingester --dataset bench --wait csvPath against natsURL
 // (with --index when index is set) and returns once the api at apiAddr
 // reports count == rows.
 func (b *bench) ingest(ctx context.Context, natsURL, apiAddr, csvPath string, rows int, index bool, opts ...ingestOpt) (ingestRun, error) {
-	bin := b.binary("ingester")
-	for _, o := range opts {
-		o(&bin)
-	}
+	bin := b.bins(opts).ingester
 	timeout := 10*time.Minute + time.Duration(rows/2000)*time.Second
 	start := time.Now()
 	p, err := b.sup.start(spec{
@@ -308,7 +327,7 @@ func (b *bench) runOurs(ctx context.Context, csvPath string, rows int, index boo
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	s, err := b.startServices(ctx, dir)
+	s, err := b.startServices(ctx, dir, opts...)
 	if err != nil {
 		return nil, err
 	}
