@@ -65,6 +65,9 @@ type options struct {
 	benchtime string
 	keep      bool
 	scale     int
+	// scaleCompression, when set, is the stack's STREAM_COMPRESSION in the
+	// scale section (for disks too small for uncompressed generations).
+	scaleCompression string
 	loadgen   string
 	apiBefore string
 	// ingesterBefore is another ingester binary run in every ingest
@@ -106,6 +109,7 @@ func run() int {
 	flag.BoolVar(&opt.keep, "keep", false, "keep the temporary folder (CSVs, data, logs) for inspection")
 	flag.StringVar(&genKind, "gen", "", "only write a generated CSV export to standard output: products or orders, of the first -rows size, deterministic by -seed")
 	flag.Uint64Var(&genSeed, "seed", 1, "the seed of -gen")
+	flag.StringVar(&opt.scaleCompression, "scale-compression", "", "with -scale: the stack's STREAM_COMPRESSION (none or s2; default: the stack's own, none)")
 	flag.StringVar(&scaleArg, "scale", "", "run only the scale section: a products CSV of this many rows (10M, say) synced three times through bin/stack with defaults")
 	flag.StringVar(&opt.loadgen, "loadgen", "auto", "API load generator: wrk (Debian's wrk -t2), client (in-process fasthttp client), or auto (wrk when it is on PATH)")
 	flag.StringVar(&opt.ingesterBefore, "ingester-before", "", "another ingester binary (say, main's) to run in every ingest round beside bin/ingester, same writer, api and nats-server; or a folder of another build's ingester, writer and api, its whole pipeline: the before column")

@@ -143,6 +143,7 @@ func (b *bench) startStack(ctx context.Context, dir string) (*stackProc, error) 
 			"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(ports[2]),
 			"API_RATE_LIMIT=0",
 			"DATASET=" + benchDataset,
+			"STREAM_COMPRESSION=" + b.opt.scaleCompression, // unset: the stack's default
 		},
 	})
 	if err != nil {
@@ -208,7 +209,11 @@ func (r *report) scaleSection(p func(string, ...any)) {
 	if len(r.scale) == 0 {
 		return
 	}
-	p("## Scale: %s rows synced %d times through `bin/stack` with defaults\n\n", num(float64(r.opt.scale)), scaleSyncs)
+	settings := "defaults"
+	if r.opt.scaleCompression != "" {
+		settings = "defaults and STREAM_COMPRESSION=" + r.opt.scaleCompression
+	}
+	p("## Scale: %s rows synced %d times through `bin/stack` with %s\n\n", num(float64(r.opt.scale)), scaleSyncs, settings)
 	p("| sync | rows | CSV | seconds | rows/s | stack peak RSS | stack CPU µs/row | ingester peak RSS | stream (JetStream bytes) | stream on disk | dataset files on disk | limit=10 first page req/s | last page req/s | last/first |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, s := range r.scale {
