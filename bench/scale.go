@@ -234,8 +234,8 @@ func (r *report) scaleSection(p func(string, ...any)) {
 	r.check("scale: stack peak RSS ≤ 96 MiB", mb(top.stackPeak), top.stackPeak <= 96<<20)
 	r.check("scale: ingester peak RSS ≤ 24 MiB", mb(top.run.ingesterPeak), top.run.ingesterPeak <= 24<<20)
 	last := r.scale[len(r.scale)-1]
-	p("\n- bytes a row, after sync %d: stream %.0f B as JetStream counts it (what `STREAM_MAX_BYTES` bounds), %.0f B on disk (S2); dataset files %.0f B (`KEEP_GENERATIONS=2`: two generations)\n",
-		len(r.scale), float64(last.streamBytes)/float64(last.rows), float64(last.streamDisk)/float64(last.rows), float64(last.filesDisk)/float64(last.rows))
+	p("\n- bytes a row, after sync %d: stream %.0f B as JetStream counts it (what `STREAM_MAX_BYTES` bounds), %.0f B on disk (%s); dataset files %.0f B (`KEEP_GENERATIONS=2`: two generations)\n",
+		len(r.scale), float64(last.streamBytes)/float64(last.rows), float64(last.streamDisk)/float64(last.rows), compressionName(r.opt.scaleCompression), float64(last.filesDisk)/float64(last.rows))
 	p("- the stack's RSS counts its executable's pages: %s (RssFile after sync %d); the rest is Go memory under `STACK_MEMORY_LIMIT` (64 MiB)\n", mb(last.stackFile), len(r.scale))
 	p("- peak RSS is the process's VmHWM so far; req/s: %d connections, %s a page shape, interleaved\n", r.opt.conns, last.loadDuration)
 	if c := r.scaleCopy; c != nil {
@@ -257,4 +257,12 @@ func gb(n int64) string {
 		return mb(n)
 	}
 	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+}
+
+// compressionName is how the scale report names the stream's compression.
+func compressionName(v string) string {
+	if v == "" {
+		return "the stack's default, uncompressed"
+	}
+	return "STREAM_COMPRESSION=" + v
 }
