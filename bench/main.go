@@ -68,8 +68,8 @@ type options struct {
 	// scaleCompression, when set, is the stack's STREAM_COMPRESSION in the
 	// scale section (for disks too small for uncompressed generations).
 	scaleCompression string
-	loadgen   string
-	apiBefore string
+	loadgen          string
+	apiBefore        string
 	// ingesterBefore is another ingester binary run in every ingest
 	// round beside bin/ingester, with the same writer and server.
 	ingesterBefore string
