@@ -48,15 +48,7 @@ func TestEnsureStreamCreatesThenUpdates(t *testing.T) {
 	js, ctx := testJetStream(t)
 	o := StreamOptions{Name: "ROWS", MaxBytes: 8 << 20}
 	for range 2 { // calling twice is fine
-		s, err := EnsureStream(ctx, js, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := info.Config
+		c := ensureInfo(t, ctx, js, o).Config
 		if c.Discard != jetstream.DiscardNew || c.MaxBytes != o.MaxBytes || !reflect.DeepEqual(c.Subjects, []string{AllSubjects}) ||
 			c.MaxMsgSize != MaxMessageBytes || c.Duplicates != DuplicateWindow || c.Storage != jetstream.FileStorage {
 			t.Errorf("server holds %+v", c)
@@ -156,14 +148,7 @@ func TestStreamIsMigrated(t *testing.T) {
 	}
 	ensure := func(o StreamOptions) jetstream.StreamConfig {
 		t.Helper()
-		s, err := EnsureStream(ctx, js, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		info := ensureInfo(t, ctx, js, o)
 		if info.State.Msgs != 1 {
 			t.Errorf("%d messages after EnsureStream, want the 1 stored before", info.State.Msgs)
 		}
@@ -224,4 +209,18 @@ func TestStoredBytesIsWhatTheStreamCounts(t *testing.T) {
 	if int64(info.State.Bytes) != want {
 		t.Errorf("the stream counts %d bytes, StoredBytes says %d", info.State.Bytes, want)
 	}
+}
+
+// ensureInfo runs EnsureStream and returns the stream's info.
+func ensureInfo(t *testing.T, ctx context.Context, js jetstream.JetStream, o StreamOptions) *jetstream.StreamInfo {
+	t.Helper()
+	s, err := EnsureStream(ctx, js, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }
