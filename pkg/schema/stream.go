@@ -65,13 +65,13 @@ const (
 	DefaultCompression = CompressionNone
 )
 
-// ParseCompression checks a STREAM_COMPRESSION value: "", "none" or "s2".
-func ParseCompression(v string) (string, error) {
+// ValidateCompression checks a STREAM_COMPRESSION value: "", "none" or "s2".
+func ValidateCompression(v string) error {
 	switch v {
 	case "", CompressionNone, CompressionS2:
-		return v, nil
+		return nil
 	}
-	return "", fmt.Errorf("STREAM_COMPRESSION=%q: want %q or %q", v, CompressionNone, CompressionS2)
+	return fmt.Errorf("STREAM_COMPRESSION=%q: want %q or %q", v, CompressionNone, CompressionS2)
 }
 
 func storeCompression(v string) jetstream.StoreCompression {

@@ -144,8 +144,6 @@ func (c *Config) Validate() error {
 		return usagef("STREAM_REPLICAS=%d: want 1 to 5", c.StreamReplicas)
 	case c.StreamMaxBytes < 0:
 		return usagef("STREAM_MAX_BYTES=%d: want a positive size in bytes", c.StreamMaxBytes)
-	case invalidCompression(c.StreamCompression) != nil:
-		return usagef("%v", invalidCompression(c.StreamCompression))
 	case c.PublishWindow < 1 || c.PublishWindow > 65536:
 		return usagef("PUBLISH_WINDOW=%d: want 1 to 65536 messages", c.PublishWindow)
 	case c.PublishGiveUp < 0 || c.PublishAckTimeout < 0 || c.WaitTimeout < 0 || c.Every < 0:
@@ -157,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if err := schema.ValidateDataset(c.Dataset); err != nil && !IsFolder(c.Source) {
 		return usagef("--dataset: %v", err)
+	}
+	if err := schema.ValidateCompression(c.StreamCompression); err != nil {
+		return usagef("%v", err)
 	}
 	if _, err := schema.ParseMode(string(c.Mode)); err != nil {
 		return usagef("--mode: %v", err)
@@ -211,9 +212,4 @@ func (l *FieldList) String() string {
 	w.Write(*l)
 	w.Flush()
 	return strings.TrimSuffix(b.String(), "\n")
-}
-
-func invalidCompression(v string) error {
-	_, err := schema.ParseCompression(v)
-	return err
 }

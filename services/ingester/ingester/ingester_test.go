@@ -229,6 +229,7 @@ func TestUsageErrors(t *testing.T) {
 		"bad mode":        {func(c *Config) { c.Mode = "sideways" }, "mode"},
 		"bad encoding":    {func(c *Config) { c.Encoding = "klingon" }, "encoding"},
 		"bad delimiter":   {func(c *Config) { c.Delimiter = "ab" }, "delimiter"},
+		"bad compression": {func(c *Config) { c.StreamCompression = "zstd" }, "STREAM_COMPRESSION"},
 		"every too short": {func(c *Config) { c.Every = time.Millisecond }, "--every"},
 		"every on stdin":  {func(c *Config) { c.Source, c.Every = "-", time.Minute }, "standard input"},
 	} {

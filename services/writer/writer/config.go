@@ -159,7 +159,7 @@ func (c Config) Validate() error {
 	if c.StreamMaxBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("STREAM_MAX_BYTES=%d: at least 1 MiB", c.StreamMaxBytes))
 	}
-	if _, err := schema.ParseCompression(c.StreamCompression); err != nil {
+	if err := schema.ValidateCompression(c.StreamCompression); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := generation.ParsePolicy(c.Fsync); err != nil {

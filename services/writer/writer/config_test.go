@@ -22,9 +22,9 @@ func TestZeroConfigGetsTheDefaults(t *testing.T) {
 
 func TestValidateSaysWhichVariableToChange(t *testing.T) {
 	c := DefaultConfig()
-	c.KeepGenerations, c.MaxDatasets, c.Fsync, c.PullMaxBytes = 0, -1, "sometimes", 100
+	c.KeepGenerations, c.MaxDatasets, c.Fsync, c.PullMaxBytes, c.StreamCompression = 0, -1, "sometimes", 100, "zstd"
 	err := c.Validate()
-	for _, want := range []string{"KEEP_GENERATIONS", "MAX_DATASETS", "FSYNC", "PULL_MAX_BYTES"} {
+	for _, want := range []string{"KEEP_GENERATIONS", "MAX_DATASETS", "FSYNC", "PULL_MAX_BYTES", "STREAM_COMPRESSION"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to name %s", err, want)
 		}

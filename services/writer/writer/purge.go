@@ -14,7 +14,7 @@ import (
 // stream, the usual case), the purge names no subject: nats-server then
 // drops whole blocks and rewrites only the one that holds before. A purge
 // filtered by subject reads every block below before into memory
-// (decompressing it) to remove its messages one by one, under the store's
+// (decompressing it, with STREAM_COMPRESSION=s2) to remove its messages one by one, under the store's
 // lock: for a 10M-row generation, 1,800 blocks of 8 MB. Messages another
 // dataset publishes after the check get sequences above the stream's last
 // one, so they are never below before; the filtered purge remains for a
