@@ -154,21 +154,8 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		}
 		return nil
 	}
-	if len(lines) <= oneWrite {
-		whole := wholeBodies.Get().(*wholeBody)
-		defer wholeBodies.Put(whole)
-		if whole.buf, err = body.Append(whole.buf[:0]); err != nil {
-			return err
-		}
-		c.Response().SetBody(whole.buf) // a copy: the buffer goes back to its pool
-		return nil
-	}
-	out, err := body.Append(nil)
-	if err != nil {
-		return err
-	}
-	c.Response().SetBodyRaw(out) // the body's own buffer
-	return nil
+	_, err = body.WriteTo(c.Response().BodyWriter())
+	return err
 }
 
 // findBufs hold the records of filtered pages, up to findPooledMax.

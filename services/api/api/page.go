@@ -2,8 +2,12 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -16,12 +20,12 @@ import (
 	"github.com/rowpipe/rowpipe/services/api/internal/sendfile"
 )
 
-// How a page leaves, by size: up to oneWrite it is copied into the
-// response, and fasthttp writes it and its headers in one write (its
-// write buffer is writeBuffer). A larger one follows its headers: NDJSON
-// without gzip from the file to the socket by sendfile, a body of up to
-// wholeMax records built whole and written from its pooled buffer, any
-// other streamed ChunkSize of records at a time.
+// How a page leaves: a body of up to oneWrite bytes is copied into the
+// response, and fasthttp writes it and its headers in one write (its write
+// buffer is writeBuffer). A larger one follows its headers: NDJSON without
+// gzip from the file by sendfile, a page of up to wholeMax record bytes
+// built whole and written from its pooled buffer, any other written as it
+// is read, by a goroutine of its own.
 const (
 	writeBuffer = 16 << 10
 	oneWrite    = writeBuffer - 2<<10 // room for the headers
@@ -35,14 +39,19 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 	if err != nil {
 		return s.storeError(err, name, p.Generation)
 	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
+	// An answer gzipped while MaxGzip others are goes uncompressed instead.
+	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding)) && s.gzip.take()
+	// A body written after the handler returns gives the lease and the
+	// gzip slot back itself, once it ends.
+	handedOver := false
+	defer func() {
+		if !handedOver {
 			lease.Release()
+			if gz {
+				s.gzip.give()
+			}
 		}
-	}
-	defer release()
+	}()
 
 	h := &lease.Header
 	var returned uint64
@@ -50,14 +59,6 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 		returned = min(uint64(p.Limit), h.Count-p.Offset)
 	}
 	next := p.Offset + returned
-	// An answer gzipped while MaxGzip others are goes uncompressed instead.
-	gz := acceptsGzip(c.Get(fiber.HeaderAcceptEncoding)) && s.gzip.take()
-	gzHeld := gz // given back when the handler returns, or by the stream
-	defer func() {
-		if gzHeld {
-			s.gzip.give()
-		}
-	}()
 	tag := appendETag(nil, name, h, p.Offset, p.Limit, string(p.Format))
 	hdr := &c.Response().Header
 	hdr.Set(fiber.HeaderVary, "Accept, Accept-Encoding")
@@ -113,44 +114,41 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 		return nil
 	}
 
-	switch {
-	case size >= 0 && size <= oneWrite:
-		// Copied into the response: fasthttp writes it with its headers.
-		buf := wholeBodies.Get().(*wholeBody)
-		defer wholeBodies.Put(buf)
-		if buf.buf, err = body.Append(buf.buf[:0]); err != nil {
-			return s.unreadable(name, h.Generation, err)
-		}
-		c.Response().SetBody(buf.buf)
-		return nil
-	case body.Format == respond.NDJSON && !gz:
-		conn := c.Context().Conn()
-		body.Direct = func(off, n int64) (int64, error) { return sendfile.Copy(conn, lease.File(), off, n) }
-	case body.End-body.Start <= wholeMax:
+	byFile := body.Format == respond.NDJSON && !gz && size > oneWrite
+	if !byFile && body.End-body.Start <= wholeMax {
 		whole := wholeBodies.Get().(*wholeBody)
 		if whole.buf, err = body.Append(whole.buf[:0]); err != nil {
 			wholeBodies.Put(whole)
 			return s.unreadable(name, h.Generation, err)
+		}
+		if len(whole.buf) <= oneWrite {
+			c.Response().SetBody(whole.buf) // a copy, written with the headers
+			wholeBodies.Put(whole)
+			return nil
 		}
 		whole.Reset(whole.buf)
 		c.Response().SetBodyStream(whole, len(whole.buf))
 		return nil
 	}
 
-	body.Ends = nil // in endsBufs again once the handler returns
-	// Streamed: the answer outlives the handler, and records its own
+	// Written after the handler returns: the answer records its own
 	// metrics when it ends.
-	released, gzHeld = true, false // by the stream
+	handedOver = true
 	c.Locals(streamingKey, true)
 	started := c.Context().Time()
-	stream := body.Stream(func(n int64, err error) {
-		s.streamDone(name, lease.Header.Generation, route, started, n, err)
+	done := func(n int64, err error) {
+		s.streamDone(name, h.Generation, route, started, n, err)
 		lease.Release()
 		if gz {
 			s.gzip.give()
 		}
-	})
-	c.Response().SetBodyStream(stream, int(size))
+	}
+	body.Ends = nil // in endsBufs again once the handler returns
+	if byFile {
+		c.Response().SetBodyStream(&fileBody{page: body, conn: c.Context().Conn(), file: lease.File(), done: done, err: errNotSent}, int(size))
+		return nil
+	}
+	c.Response().SetBodyStream(stream(body, done), int(size))
 	return nil
 }
 
@@ -174,6 +172,60 @@ func (b *wholeBody) Close() error {
 }
 
 var wholeBodies = sync.Pool{New: func() any { return new(wholeBody) }}
+
+// stream returns page's body as the reading end of a pipe that a goroutine
+// of its own writes it into. done runs once the body is written, or has
+// failed, before the reader sees its end: the error that stopped the
+// writer, or io.EOF after the whole body.
+func stream(page respond.Page, done func(int64, error)) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		n, err := page.WriteTo(pw)
+		done(n, err)
+		pw.CloseWithError(err)
+	}()
+	return pr
+}
+
+// fileBody is the body of an NDJSON page without gzip. fasthttp hands its
+// WriteTo the connection's buffered writer, holding the headers; WriteTo
+// flushes them and sends the records from the file to the connection by
+// sendfile (on a connection that is not a socket, it writes them). fasthttp
+// closes it once the answer ends, which runs done.
+type fileBody struct {
+	page respond.Page
+	conn net.Conn
+	file *os.File
+	done func(int64, error)
+	sent int64
+	err  error // errNotSent until WriteTo runs
+}
+
+func (b *fileBody) WriteTo(w io.Writer) (int64, error) {
+	if f, ok := w.(interface{ Flush() error }); ok {
+		if b.err = f.Flush(); b.err != nil {
+			return 0, b.err
+		}
+	}
+	b.sent, b.err = sendfile.Copy(b.conn, b.file, b.page.Start, b.page.End-b.page.Start)
+	switch {
+	case b.sent == 0 && errors.Is(b.err, errors.ErrUnsupported):
+		b.sent, b.err = b.page.WriteTo(w)
+	case errors.Is(b.err, io.ErrUnexpectedEOF):
+		b.err = &respond.SourceError{Err: fmt.Errorf("send records at %d: %w", b.page.Start+b.sent, b.err)}
+	}
+	return b.sent, b.err
+}
+
+// Read is never called: fasthttp copies a body with its WriteTo.
+func (b *fileBody) Read([]byte) (int, error) { return 0, errors.ErrUnsupported }
+
+func (b *fileBody) Close() error {
+	b.done(b.sent, b.err)
+	return nil
+}
+
+var errNotSent = errors.New("the connection ended before the body was sent")
 
 func respondFormat(f params.Format) respond.Format {
 	switch f {

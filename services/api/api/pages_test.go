@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,4 +183,22 @@ func TestEverySwapIsServedByTheNextRequest(t *testing.T) {
 			t.Fatalf("swap %d to generation %d: a page of %d records", i, gen, bytes.Count(p.body, []byte{'\n'}))
 		}
 	}
+}
+
+// An NDJSON page that goes by sendfile on a socket is written as any other
+// body on a connection that is not one.
+func TestNDJSONOverAConnectionThatIsNotASocket(t *testing.T) {
+	h := start(t, nil)
+	g := kiloRecords(h)
+	req := httptest.NewRequest(http.MethodGet, "/fetch-data?dataset=kilo&limit=100&format=ndjson", nil)
+	req.Header.Set("X-API-Key", testKey)
+	resp, err := h.srv.App().Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if want := wantPage(t, g, "ndjson", 0, 100); err != nil || resp.StatusCode != 200 || !bytes.Equal(body, want) {
+		t.Fatalf("%d, %d bytes (%v), want %d", resp.StatusCode, len(body), err, len(want))
+	}
+	waitFor(t, "the lease released", func() bool { return h.leases() == 0 })
 }

@@ -15,27 +15,22 @@ import (
 // itself, while the file holds it JSON-escaped.
 type csvWriter struct {
 	w       *csv.Writer
-	fields  []string
 	dec     *schema.RecordDecoder
 	vals    []string
 	scratch []byte
 	carry   []byte // a line cut at the end of the previous chunk
-	rows    int    // records written
-	err     error  // NewRecordDecoder's
 }
 
-func newCSVWriter(w io.Writer, fields []string) *csvWriter {
-	cw := csv.NewWriter(w)
-	cw.UseCRLF = true
+// newCSVWriter writes the header row of fields to w and returns the
+// writer of the rows.
+func newCSVWriter(w io.Writer, fields []string) (*csvWriter, error) {
 	dec, err := schema.NewRecordDecoder(fields)
-	return &csvWriter{w: cw, fields: fields, dec: dec, err: err, vals: make([]string, len(fields))}
-}
-
-func (c *csvWriter) header() error {
-	if c.err != nil {
-		return &SourceError{c.err}
+	if err != nil {
+		return nil, &SourceError{err}
 	}
-	return c.w.Write(c.fields)
+	c := &csvWriter{w: csv.NewWriter(w), dec: dec, vals: make([]string, len(fields))}
+	c.w.UseCRLF = true
+	return c, c.w.Write(fields)
 }
 
 // lines writes a row for each complete line of chunk; a line the chunk cuts
@@ -60,9 +55,6 @@ func (c *csvWriter) lines(chunk []byte) error {
 	}
 }
 
-// cut reports whether a line was left without its newline.
-func (c *csvWriter) cut() bool { return len(c.carry) > 0 }
-
 func (c *csvWriter) row(line []byte) error {
 	var err error
 	c.scratch, err = c.dec.Decode(line, c.scratch[:0], func(i int, v []byte) error {
@@ -72,12 +64,11 @@ func (c *csvWriter) row(line []byte) error {
 	if err != nil {
 		return &SourceError{err}
 	}
-	c.rows++
 	return c.w.Write(c.vals)
 }
 
-// end writes what the csv.Writer still buffers.
-func (c *csvWriter) end() error {
+// flush writes what the csv.Writer still buffers.
+func (c *csvWriter) flush() error {
 	c.w.Flush()
 	return c.w.Error()
 }

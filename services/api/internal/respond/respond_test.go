@@ -6,10 +6,10 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
@@ -51,41 +51,19 @@ func TestAppendEnvelopeHeadIsTheContractsOrder(t *testing.T) {
 	}
 }
 
-// ways are the ways a page body is produced: whole, or streamed and read
-// by the server in any size of reads.
+// ways are the ways a page body is produced: whole, or written to a writer.
 var ways = []struct {
 	name string
 	read func(p *Page) ([]byte, error)
 }{
 	{"Append", func(p *Page) ([]byte, error) { return p.Append([]byte("prefix:")) }},
-	{"Stream.WriteTo", func(p *Page) ([]byte, error) {
-		s := p.Stream(nil)
-		defer s.Close()
+	{"WriteTo", func(p *Page) ([]byte, error) {
 		w := bytes.NewBufferString("prefix:")
-		_, err := s.WriteTo(w)
-		return w.Bytes(), err
-	}},
-	{"Stream.Read one byte at a time", func(p *Page) ([]byte, error) {
-		s := p.Stream(nil)
-		defer s.Close()
-		b, err := io.ReadAll(iotest.OneByteReader(s))
-		return append([]byte("prefix:"), b...), err
-	}},
-	{"Stream.Read 7 bytes at a time", func(p *Page) ([]byte, error) {
-		s := p.Stream(nil)
-		defer s.Close()
-		out := []byte("prefix:")
-		b := make([]byte, 7)
-		for {
-			n, err := s.Read(b)
-			out = append(out, b[:n]...)
-			if err == io.EOF {
-				return out, nil
-			}
-			if err != nil {
-				return out, err
-			}
+		n, err := p.WriteTo(w)
+		if err == nil && n != int64(w.Len()-len("prefix:")) {
+			err = fmt.Errorf("WriteTo counted %d bytes of %d", n, w.Len()-len("prefix:"))
 		}
+		return w.Bytes(), err
 	}},
 }
 
@@ -114,7 +92,7 @@ func produce(t *testing.T, p Page) []byte {
 	return first
 }
 
-// bigTricky is tricky repeated past a few ChunkSize, so that streams cut
+// bigTricky is tricky repeated past a few ChunkSize, so that WriteTo cuts
 // records between chunks.
 func bigTricky() [][]string {
 	var rows [][]string
@@ -171,12 +149,14 @@ func TestJSONAtKnownLineEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Ends = lineEnds(file, start)
-	if got, err := p.Append(nil); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("at known ends: %v\n%s\nwant\n%s", err, got, want)
+	if got := produce(t, p); !bytes.Equal(got, want) {
+		t.Fatalf("at known ends:\n%s\nwant\n%s", got, want)
 	}
 	p.Ends[1]-- // not a line end
-	if _, err := p.Append(nil); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("an end that is not a newline: %v", err)
+	for _, way := range ways {
+		if _, err := way.read(&p); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: an end that is not a newline: %v", way.name, err)
+		}
 	}
 }
 
@@ -223,22 +203,10 @@ func TestRangesThatAreNotTheIndexsRecordsAreRefused(t *testing.T) {
 	}
 }
 
-func TestStreamClosedEarlyReportsIt(t *testing.T) {
-	file := records(t, []string{"a"}, [][]string{{"1"}, {"2"}})
-	var doneErr error
-	p := Page{Src: bytes.NewReader(file), End: int64(len(file)), Records: 2, Format: NDJSON}
-	s := p.Stream(func(_ int64, err error) { doneErr = err })
-	s.Read(make([]byte, 3))
-	s.Close()
-	s.Close()
-	if !errors.Is(doneErr, io.ErrUnexpectedEOF) {
-		t.Fatalf("closed after 3 bytes: %v", doneErr)
-	}
-}
-
-type failWriter struct{ after int }
+type failWriter struct{ after, calls int }
 
 func (f *failWriter) Write(p []byte) (int, error) {
+	f.calls++
 	if f.after <= 0 {
 		return 0, errors.New("connection reset by peer")
 	}
@@ -246,17 +214,17 @@ func (f *failWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestStreamStopsAtTheFirstWriteError(t *testing.T) {
+func TestWriteToStopsAtTheFirstWriteError(t *testing.T) {
 	big := records(t, []string{"a"}, [][]string{{strings.Repeat("x", 3*ChunkSize)}})
-	var done []error
-	p := Page{Head: []byte("["), Tail: []byte("]"), Src: bytes.NewReader(big), End: int64(len(big)), Records: 1, Format: JSON}
-	s := p.Stream(func(_ int64, err error) { done = append(done, err) })
-	if _, err := s.WriteTo(&failWriter{after: 2}); err == nil || IsSourceError(err) {
-		t.Fatalf("a failed write: %v, want a client-side error", err)
-	}
-	s.Close()
-	if len(done) != 1 || done[0] == nil {
-		t.Fatalf("done saw %v", done)
+	for _, gz := range []bool{false, true} {
+		p := Page{Head: []byte("["), Tail: []byte("]"), Src: bytes.NewReader(big), End: int64(len(big)), Records: 1, Format: JSON, Gzip: gz}
+		w := &failWriter{after: 2}
+		if _, err := p.WriteTo(w); err == nil || IsSourceError(err) {
+			t.Fatalf("gzip %v: a failed write: %v, want a client-side error", gz, err)
+		}
+		if w.after != 0 || w.calls != 3 {
+			t.Fatalf("gzip %v: %d writes after the failed one", gz, w.calls-3)
+		}
 	}
 }
 
@@ -347,15 +315,13 @@ func BenchmarkPage(b *testing.B) {
 				}
 			}
 		})
-		b.Run(tc.name+"/stream", func(b *testing.B) {
+		b.Run(tc.name+"/writeto", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(file)))
 			for b.Loop() {
-				s := p.Stream(nil)
-				if _, err := s.WriteTo(io.Discard); err != nil {
+				if _, err := p.WriteTo(io.Discard); err != nil {
 					b.Fatal(err)
 				}
-				s.Close()
 			}
 		})
 	}
