@@ -91,8 +91,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		c.Status(http.StatusNotModified)
 		return nil
 	}
-	indexes, release, err := s.finds.Acquire(name, *h, c.Context().Time())
-	defer release()
+	indexes, err := lease.Lookups(c.Context().Time())
 	if indexes == nil {
 		return s.unreadableFind(name, h.Generation, fmt.Errorf("the fields of the header: %w", err))
 	}
