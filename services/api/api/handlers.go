@@ -148,15 +148,14 @@ func metadataOf(h schema.Header, indexes []find.IndexInfo) metadataBody {
 	}
 }
 
-// indexesOf describes the lookup indexes of the generation h of dataset
-// name; stale is true when one of them does not cover h yet.
-func (s *Server) indexesOf(c *fiber.Ctx, name string, h schema.Header) (info []find.IndexInfo, stale bool) {
-	x, release, err := s.finds.Acquire(name, h, c.Context().Time())
-	defer release()
+// indexesOf describes the lookup indexes of the lease's generation; stale
+// is true when one of them does not cover its header yet.
+func (s *Server) indexesOf(c *fiber.Ctx, lease store.Lease) (info []find.IndexInfo, stale bool) {
+	x, err := lease.Lookups(c.Context().Time())
 	if err != nil {
-		s.log.Warn("a lookup index is left out", "dataset", name, "generation", h.Generation, "err", err)
+		s.log.Warn("a lookup index is left out", "dataset", lease.Header.Dataset, "generation", lease.Header.Generation, "err", err)
 	}
-	info = x.Describe(h.Fields, h.Count)
+	info = x.Describe(lease.Header.Fields, lease.Header.Count)
 	for _, i := range info {
 		stale = stale || i.Stale
 	}
@@ -172,7 +171,7 @@ func (s *Server) metadata(c *fiber.Ctx, name string, pin uint64) error {
 	defer lease.Release()
 	// The indexes are part of the answer: a stale one (being rebuilt after
 	// an append) makes another representation of the same header.
-	info, stale := s.indexesOf(c, name, lease.Header)
+	info, stale := s.indexesOf(c, lease)
 	kind := "metadata"
 	if stale {
 		kind = "metadata, stale indexes"
@@ -214,7 +213,7 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 			}
 			continue
 		}
-		info, _ := s.indexesOf(c, names[i], lease.Header)
+		info, _ := s.indexesOf(c, lease)
 		list = append(list, s.datasetItem(names[i], metadataOf(lease.Header, info)))
 		lease.Release()
 	}

@@ -35,7 +35,6 @@ import (
 
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
 	"github.com/rowpipe/rowpipe/services/api/internal/console"
-	"github.com/rowpipe/rowpipe/services/api/internal/find"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
@@ -82,8 +81,7 @@ type Server struct {
 	log     *slog.Logger
 	app     *fiber.App
 	store   *store.Store
-	finds   *find.Cache // lookup indexes of the generations filtered requests use
-	keys    *auth.Keys  // nil when auth is off
+	keys    *auth.Keys // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
 	conns   *addrConns
@@ -122,7 +120,6 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln, conns: &addrConns{max: cfg.MaxConnsPerAddr, open: make(map[netip.Addr]int)},
 		gzip: make(slots, cfg.MaxGzip)}
 	s.store = store.New(cfg.DataDir, s.log)
-	s.finds = find.NewCache(cfg.DataDir)
 
 	if cfg.Auth == AuthOn {
 		keys, err := auth.New(cfg.Keys, cfg.KeysFile, s.log)
