@@ -255,9 +255,6 @@ func (s *Server) newApp() *fiber.App {
 // App is the fiber app, for app.Test and for walking app.GetRoutes().
 func (s *Server) App() *fiber.App { return s.app }
 
-// Config is the configuration in force, defaults filled in.
-func (s *Server) Config() Config { return s.cfg }
-
 // Listen binds Config.Addr (and MetricsAddr) now and returns the address;
 // Run serves on it. Calling it is optional: Run listens if nothing did. It
 // lets a caller learn the port of ":0".
