@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
@@ -92,7 +91,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 	indexes, err := lease.Lookups(c.Context().Time())
 	if indexes == nil {
-		return s.unreadableFind(name, h.Generation, fmt.Errorf("the fields of the header: %w", err))
+		return s.unreadable(name, h.Generation, fmt.Errorf("the fields of the header: %w", err))
 	}
 	if err != nil {
 		s.log.Warn("a lookup index is left out: its field is scanned instead", "dataset", name, "generation", h.Generation, "err", err)
@@ -119,7 +118,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	case errors.Is(err, find.ErrCursorGeneration):
 		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter", Message: "cursor: it belongs to another generation"}
 	case err != nil:
-		return s.unreadableFind(name, h.Generation, err)
+		return s.unreadable(name, h.Generation, err)
 	}
 
 	head := s.findEnvelope(c, route, name, h.Generation, p, res)
@@ -162,14 +161,6 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 	c.Response().SetBodyRaw(out) // the body's own buffer
 	return nil
-}
-
-// unreadableFind is the answer to a filtered page whose generation or
-// indexes could not be read.
-func (s *Server) unreadableFind(name string, gen uint64, err error) error {
-	s.log.Warn("filtered answer not sent: the generation could not be read", "dataset", name, "generation", gen, "err", err)
-	return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: time.Second,
-		Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
 }
 
 // cursorPin is the generation a filtered request reads: the cursor's,

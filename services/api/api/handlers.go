@@ -36,25 +36,32 @@ func badParam(e *params.Error) error {
 
 // GET /fetch-data
 func (s *Server) fetchData(c *fiber.Ctx) error {
-	q := query(c)
 	name := s.cfg.Dataset
-	if v, ok := q("dataset"); ok {
+	if v, ok := query(c)("dataset"); ok {
 		name = v
 	}
+	return s.records(c, name, routeFetch)
+}
+
+// GET /datasets/:name/records
+func (s *Server) getRecords(c *fiber.Ctx) error { return s.records(c, c.Params("name"), routeRecords) }
+
+// records answers a data request on dataset name: its metadata, a page
+// filtered or projected (find), or a page.
+func (s *Server) records(c *fiber.Ctx, name, route string) error {
 	if e := params.Dataset(name); e != nil {
 		return badParam(e)
 	}
-	p, e := params.ParsePage(q, c.Get(fiber.HeaderAccept), s.cfg.MaxLimit)
-	if e != nil {
+	p, e := params.ParsePage(query(c), c.Get(fiber.HeaderAccept), s.cfg.MaxLimit)
+	switch {
+	case e != nil:
 		return badParam(e)
-	}
-	if p.MetadataOnly {
+	case p.MetadataOnly:
 		return s.metadata(c, name, p.Generation)
+	case wantsFind(c):
+		return s.find(c, name, p, route)
 	}
-	if wantsFind(c) {
-		return s.find(c, name, p, routeFetch)
-	}
-	return s.page(c, name, p, routeFetch)
+	return s.page(c, name, p, route)
 }
 
 // GET /datasets/:name
@@ -72,25 +79,6 @@ func (s *Server) getDataset(c *fiber.Ctx) error {
 		pin = g
 	}
 	return s.metadata(c, name, pin)
-}
-
-// GET /datasets/:name/records
-func (s *Server) getRecords(c *fiber.Ctx) error {
-	name := c.Params("name")
-	if e := params.Dataset(name); e != nil {
-		return badParam(e)
-	}
-	p, e := params.ParsePage(query(c), c.Get(fiber.HeaderAccept), s.cfg.MaxLimit)
-	if e != nil {
-		return badParam(e)
-	}
-	if p.MetadataOnly {
-		return s.metadata(c, name, p.Generation)
-	}
-	if wantsFind(c) {
-		return s.find(c, name, p, routeRecords)
-	}
-	return s.page(c, name, p, routeRecords)
 }
 
 // storeError turns a store error into the answer that says what to do.
