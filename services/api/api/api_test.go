@@ -397,6 +397,7 @@ func TestPinnedGenerationUntilPrunedThen410(t *testing.T) {
 		t.Fatalf("metadata pinned: %v", m)
 	}
 	datadirtest.Remove(t, h.dataDir, "gens", 5)
+	time.Sleep(store.Fresh)
 	wantError(t, h.get("/fetch-data?dataset=gens&generation=5"), 410, "generation")
 	wantError(t, h.get("/datasets/gens/records?generation=5"), 410, "generation")
 	wantError(t, h.get("/fetch-data?dataset=gens&generation=12"), 404, "generation")

@@ -2,19 +2,17 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
 	"github.com/valyala/fasthttp"
 
-	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/services/api/internal/find"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
 	"github.com/rowpipe/rowpipe/services/api/internal/respond"
@@ -91,10 +89,9 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		c.Status(http.StatusNotModified)
 		return nil
 	}
-	indexes, release, err := s.finds.Acquire(name, *h, c.Context().Time())
-	defer release()
+	indexes, err := lease.Lookups(c.Context().Time())
 	if indexes == nil {
-		return s.unreadableFind(name, h.Generation, fmt.Errorf("the fields of the header: %w", err))
+		return s.unreadable(name, h.Generation, fmt.Errorf("the fields of the header: %w", err))
 	}
 	if err != nil {
 		s.log.Warn("a lookup index is left out: its field is scanned instead", "dataset", name, "generation", h.Generation, "err", err)
@@ -108,17 +105,12 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		return &respond.Error{Status: http.StatusBadRequest, Code: code, Message: qe.Message}
 	}
 	gen := find.Gen{Header: *h, Data: lease, Index: lease, Indexes: indexes}
-	buf := findBufs.Get().(*[]byte)
-	defer findBufs.Put(buf)
-	lines := (*buf)[:0]
+	var lines []byte
 	res, err := find.Run(gen, req, find.Page{Limit: p.Limit, Offset: p.Offset, ScanLimit: s.cfg.ScanLimit, MaxBytes: findPageBytes},
 		func(rec []byte) error {
 			lines = append(append(lines, rec...), '\n')
 			return nil
 		})
-	if cap(lines) <= findPooledMax {
-		*buf = lines[:0]
-	}
 	switch {
 	case errors.Is(err, find.ErrOffsetInScan):
 		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
@@ -126,7 +118,7 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	case errors.Is(err, find.ErrCursorGeneration):
 		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter", Message: "cursor: it belongs to another generation"}
 	case err != nil:
-		return s.unreadableFind(name, h.Generation, err)
+		return s.unreadable(name, h.Generation, err)
 	}
 
 	head := s.findEnvelope(c, route, name, h.Generation, p, res)
@@ -156,19 +148,6 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 	_, err = body.WriteTo(c.Response().BodyWriter())
 	return err
-}
-
-// findBufs hold the records of filtered pages, up to findPooledMax.
-var findBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-const findPooledMax = 64 << 10
-
-// unreadableFind is the answer to a filtered page whose generation or
-// indexes could not be read.
-func (s *Server) unreadableFind(name string, gen uint64, err error) error {
-	s.log.Warn("filtered answer not sent: the generation could not be read", "dataset", name, "generation", gen, "err", err)
-	return &respond.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: time.Second,
-		Message: fmt.Sprintf("dataset %q cannot be read right now; retry shortly", name), Err: err}
 }
 
 // cursorPin is the generation a filtered request reads: the cursor's,
@@ -224,40 +203,10 @@ func (s *Server) findEnvelope(c *fiber.Ctx, route, name string, gen uint64, p pa
 	return head
 }
 
-// appendFindHead appends head as JSON, without its closing brace: the
-// members of findHead in order, as encoding/json writes them.
+// appendFindHead appends head as JSON, without its closing brace.
 func appendFindHead(b []byte, head findHead) []byte {
-	optional := func(b []byte, v *uint64) []byte {
-		if v == nil {
-			return append(b, "null"...)
-		}
-		return strconv.AppendUint(b, *v, 10)
-	}
-	b = append(b, `{"dataset":`...)
-	b, _ = schema.AppendJSONString(b, head.Dataset)
-	b = strconv.AppendUint(append(b, `,"generation":`...), head.Generation, 10)
-	b = optional(append(b, `,"count":`...), head.Count)
-	b = strconv.AppendUint(append(b, `,"offset":`...), head.Offset, 10)
-	b = strconv.AppendInt(append(b, `,"limit":`...), int64(head.Limit), 10)
-	b = strconv.AppendInt(append(b, `,"returned":`...), int64(head.Returned), 10)
-	b = optional(append(b, `,"next_offset":`...), head.NextOffset)
-	if sc := head.Scan; sc != nil {
-		b = append(b, `,"scan":{`...)
-		if sc.Index != "" {
-			b, _ = schema.AppendJSONString(append(b, `"index":`...), sc.Index)
-			b = append(b, ',')
-		}
-		b = strconv.AppendUint(append(b, `"scanned":`...), sc.Scanned, 10)
-		b = strconv.AppendUint(append(b, `,"scan_limit":`...), sc.ScanLimit, 10)
-		b = append(b, `,"next_cursor":`...)
-		if sc.NextCursor == nil {
-			b = append(b, "null"...)
-		} else {
-			b, _ = schema.AppendJSONString(b, *sc.NextCursor)
-		}
-		b = append(b, '}')
-	}
-	return b
+	j, _ := json.Marshal(head) // no value of findHead fails to encode
+	return append(b, j[:len(j)-1]...)
 }
 
 // findLink is the Link header of the next filtered page: the request's

@@ -238,17 +238,18 @@ func TestMetadataListsTheIndexes(t *testing.T) {
 
 func TestOpenAPIDescribesFiltersProjectionAndScans(t *testing.T) {
 	h := start(t, func(c *Config) { c.ScanLimit = 1234 })
+	type param struct {
+		Ref         string `json:"$ref"`
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
 	var doc struct {
 		Paths map[string]struct {
-			Get struct {
-				Parameters []struct {
-					Name        string `json:"name"`
-					Description string `json:"description"`
-				} `json:"parameters"`
-			} `json:"get"`
+			Parameters []param `json:"parameters"`
 		} `json:"paths"`
 		Components struct {
-			Schemas map[string]json.RawMessage `json:"schemas"`
+			Parameters map[string]param           `json:"parameters"`
+			Schemas    map[string]json.RawMessage `json:"schemas"`
 		} `json:"components"`
 	}
 	if err := json.Unmarshal(h.get("/openapi.json").body, &doc); err != nil {
@@ -256,9 +257,12 @@ func TestOpenAPIDescribesFiltersProjectionAndScans(t *testing.T) {
 	}
 	for _, path := range []string{"/fetch-data", "/datasets/{name}/records"} {
 		var names []string
-		for _, p := range doc.Paths[path].Get.Parameters {
+		for _, p := range doc.Paths[path].Parameters {
+			if p.Ref != "" {
+				p = doc.Components.Parameters[strings.TrimPrefix(p.Ref, "#/components/parameters/")]
+			}
 			names = append(names, p.Name)
-			if p.Name == "eq.{field}" && !strings.Contains(p.Description, "1234 records (SCAN_LIMIT)") {
+			if p.Name == "eq.{field}" && !strings.Contains(p.Description, "SCAN_LIMIT records") {
 				t.Errorf("%s: eq. does not state SCAN_LIMIT: %s", path, p.Description)
 			}
 		}
@@ -267,6 +271,14 @@ func TestOpenAPIDescribesFiltersProjectionAndScans(t *testing.T) {
 				t.Errorf("%s: no parameter %s in %v", path, want, names)
 			}
 		}
+	}
+	var scan struct {
+		Properties struct {
+			Scanned struct{ Maximum uint64 } `json:"scanned"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(doc.Components.Schemas["Scan"], &scan); err != nil || scan.Properties.Scanned.Maximum != 1234 {
+		t.Errorf("Scan.scanned's maximum is %d, want SCAN_LIMIT 1234 (%v)", scan.Properties.Scanned.Maximum, err)
 	}
 	for _, s := range []string{"Scan", "Page", "Metadata"} {
 		if doc.Components.Schemas[s] == nil {

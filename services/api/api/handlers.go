@@ -36,25 +36,32 @@ func badParam(e *params.Error) error {
 
 // GET /fetch-data
 func (s *Server) fetchData(c *fiber.Ctx) error {
-	q := query(c)
 	name := s.cfg.Dataset
-	if v, ok := q("dataset"); ok {
+	if v, ok := query(c)("dataset"); ok {
 		name = v
 	}
+	return s.records(c, name, routeFetch)
+}
+
+// GET /datasets/:name/records
+func (s *Server) getRecords(c *fiber.Ctx) error { return s.records(c, c.Params("name"), routeRecords) }
+
+// records answers a data request on dataset name: its metadata, a page
+// filtered or projected (find), or a page.
+func (s *Server) records(c *fiber.Ctx, name, route string) error {
 	if e := params.Dataset(name); e != nil {
 		return badParam(e)
 	}
-	p, e := params.ParsePage(q, c.Get(fiber.HeaderAccept), s.cfg.MaxLimit)
-	if e != nil {
+	p, e := params.ParsePage(query(c), c.Get(fiber.HeaderAccept), s.cfg.MaxLimit)
+	switch {
+	case e != nil:
 		return badParam(e)
-	}
-	if p.MetadataOnly {
+	case p.MetadataOnly:
 		return s.metadata(c, name, p.Generation)
+	case wantsFind(c):
+		return s.find(c, name, p, route)
 	}
-	if wantsFind(c) {
-		return s.find(c, name, p, routeFetch)
-	}
-	return s.page(c, name, p, routeFetch)
+	return s.page(c, name, p, route)
 }
 
 // GET /datasets/:name
@@ -72,25 +79,6 @@ func (s *Server) getDataset(c *fiber.Ctx) error {
 		pin = g
 	}
 	return s.metadata(c, name, pin)
-}
-
-// GET /datasets/:name/records
-func (s *Server) getRecords(c *fiber.Ctx) error {
-	name := c.Params("name")
-	if e := params.Dataset(name); e != nil {
-		return badParam(e)
-	}
-	p, e := params.ParsePage(query(c), c.Get(fiber.HeaderAccept), s.cfg.MaxLimit)
-	if e != nil {
-		return badParam(e)
-	}
-	if p.MetadataOnly {
-		return s.metadata(c, name, p.Generation)
-	}
-	if wantsFind(c) {
-		return s.find(c, name, p, routeRecords)
-	}
-	return s.page(c, name, p, routeRecords)
 }
 
 // storeError turns a store error into the answer that says what to do.
@@ -148,15 +136,14 @@ func metadataOf(h schema.Header, indexes []find.IndexInfo) metadataBody {
 	}
 }
 
-// indexesOf describes the lookup indexes of the generation h of dataset
-// name; stale is true when one of them does not cover h yet.
-func (s *Server) indexesOf(c *fiber.Ctx, name string, h schema.Header) (info []find.IndexInfo, stale bool) {
-	x, release, err := s.finds.Acquire(name, h, c.Context().Time())
-	defer release()
+// indexesOf describes the lookup indexes of the lease's generation; stale
+// is true when one of them does not cover its header yet.
+func (s *Server) indexesOf(c *fiber.Ctx, lease store.Lease) (info []find.IndexInfo, stale bool) {
+	x, err := lease.Lookups(c.Context().Time())
 	if err != nil {
-		s.log.Warn("a lookup index is left out", "dataset", name, "generation", h.Generation, "err", err)
+		s.log.Warn("a lookup index is left out", "dataset", lease.Header.Dataset, "generation", lease.Header.Generation, "err", err)
 	}
-	info = x.Describe(h.Fields, h.Count)
+	info = x.Describe(lease.Header.Fields, lease.Header.Count)
 	for _, i := range info {
 		stale = stale || i.Stale
 	}
@@ -172,7 +159,7 @@ func (s *Server) metadata(c *fiber.Ctx, name string, pin uint64) error {
 	defer lease.Release()
 	// The indexes are part of the answer: a stale one (being rebuilt after
 	// an append) makes another representation of the same header.
-	info, stale := s.indexesOf(c, name, lease.Header)
+	info, stale := s.indexesOf(c, lease)
 	kind := "metadata"
 	if stale {
 		kind = "metadata, stale indexes"
@@ -214,7 +201,7 @@ func (s *Server) listDatasets(c *fiber.Ctx) error {
 			}
 			continue
 		}
-		info, _ := s.indexesOf(c, names[i], lease.Header)
+		info, _ := s.indexesOf(c, lease)
 		list = append(list, s.datasetItem(names[i], metadataOf(lease.Header, info)))
 		lease.Release()
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,25 +60,24 @@ func startWith(t testing.TB, edit func(*Config), before func(*Server), opts ...O
 	t.Helper()
 	h := &harness{t: t, dataDir: t.TempDir(), logs: &logBuffer{}, done: make(chan error, 1)}
 	writeWriterStatus(t, h.dataDir, true) // as a caught-up writer beside the api does
-	cfg := Config{DataDir: h.dataDir, Keys: Keys{testKey}, RateLimit: 0}
+	cfg := Config{DataDir: h.dataDir, Addr: "127.0.0.1:0", Keys: Keys{testKey}, RateLimit: 0}
 	if edit != nil {
 		edit(&cfg)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := New(cfg, append([]Option{WithLogger(log), WithListener(ln)}, opts...)...)
+	srv, err := New(cfg, append([]Option{WithLogger(log)}, opts...)...)
 	if err != nil {
-		ln.Close()
 		t.Fatal(err)
 	}
 	h.srv = srv
 	if before != nil {
 		before(srv)
 	}
-	h.base = "http://" + ln.Addr().String()
+	addr, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.base = "http://" + addr.String()
 	h.client = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel

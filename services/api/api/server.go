@@ -35,7 +35,6 @@ import (
 
 	"github.com/rowpipe/rowpipe/services/api/internal/auth"
 	"github.com/rowpipe/rowpipe/services/api/internal/console"
-	"github.com/rowpipe/rowpipe/services/api/internal/find"
 	"github.com/rowpipe/rowpipe/services/api/internal/metrics"
 	"github.com/rowpipe/rowpipe/services/api/internal/openapi"
 	"github.com/rowpipe/rowpipe/services/api/internal/params"
@@ -53,7 +52,6 @@ type options struct {
 	log      *slog.Logger
 	reg      prometheus.Registerer
 	gatherer prometheus.Gatherer
-	ln       net.Listener
 }
 
 // WithLogger sets the logger (default: slog.Default()).
@@ -72,18 +70,13 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 // (a *prometheus.Registry), else the api's own registry.
 func WithGatherer(g prometheus.Gatherer) Option { return func(o *options) { o.gatherer = g } }
 
-// WithListener serves on ln instead of listening on Config.Addr (tests use
-// a listener on 127.0.0.1:0). Run closes it.
-func WithListener(ln net.Listener) Option { return func(o *options) { o.ln = ln } }
-
 // Server is the api. Create it with New, serve with Run.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	app     *fiber.App
 	store   *store.Store
-	finds   *find.Cache // lookup indexes of the generations filtered requests use
-	keys    *auth.Keys  // nil when auth is off
+	keys    *auth.Keys // nil when auth is off
 	limiter *ratelimit.Limiter
 	metrics *metrics.Metrics
 	conns   *addrConns
@@ -119,10 +112,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := params.Dataset(cfg.Dataset); err != nil {
 		return nil, fmt.Errorf("api config: DATASET: %s", err.Message)
 	}
-	s := &Server{cfg: cfg, log: o.log.With("component", "api"), ln: o.ln, conns: &addrConns{max: cfg.MaxConnsPerAddr, open: make(map[netip.Addr]int)},
+	s := &Server{cfg: cfg, log: o.log.With("component", "api"), conns: &addrConns{max: cfg.MaxConnsPerAddr, open: make(map[netip.Addr]int)},
 		gzip: make(slots, cfg.MaxGzip)}
 	s.store = store.New(cfg.DataDir, s.log)
-	s.finds = find.NewCache(cfg.DataDir)
 
 	if cfg.Auth == AuthOn {
 		keys, err := auth.New(cfg.Keys, cfg.KeysFile, s.log)
@@ -263,12 +255,9 @@ func (s *Server) newApp() *fiber.App {
 // App is the fiber app, for app.Test and for walking app.GetRoutes().
 func (s *Server) App() *fiber.App { return s.app }
 
-// Config is the configuration in force, defaults filled in.
-func (s *Server) Config() Config { return s.cfg }
-
-// Listen binds Config.Addr now (or takes the WithListener listener) and
-// returns the address; Run serves on it. Calling it is optional: Run
-// listens if nothing did. It lets a caller learn the port of ":0".
+// Listen binds Config.Addr (and MetricsAddr) now and returns the address;
+// Run serves on it. Calling it is optional: Run listens if nothing did. It
+// lets a caller learn the port of ":0".
 func (s *Server) Listen() (net.Addr, error) {
 	s.lnMu.Lock()
 	defer s.lnMu.Unlock()

@@ -488,10 +488,15 @@ func TestShutdownDeadlineIsKept(t *testing.T) {
 }
 
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
-	h := start(t, nil)
+	h := start(t, func(c *Config) { c.MaxLimit = 321 })
 	var doc struct {
-		OpenAPI string                               `json:"openapi"`
-		Paths   map[string]map[string]map[string]any `json:"paths"`
+		OpenAPI    string                                `json:"openapi"`
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Parameters map[string]struct {
+				Schema map[string]any `json:"schema"`
+			} `json:"parameters"`
+		} `json:"components"`
 	}
 	a := h.get("/openapi.json", "X-API-Key", "")
 	if err := json.Unmarshal(a.body, &doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
@@ -511,6 +516,9 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	}
 	for path, ops := range doc.Paths {
 		for method := range ops {
+			if method == "parameters" { // shared by the path's operations
+				continue
+			}
 			if !registered[method+" "+path] {
 				t.Errorf("/openapi.json documents %s %s, which is not a route", method, path)
 			}
@@ -518,6 +526,9 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	}
 	if len(registered) < 16 {
 		t.Errorf("only %d routes registered", len(registered))
+	}
+	if limit := doc.Components.Parameters["limit"].Schema; limit["maximum"] != 321.0 || limit["default"] != 10.0 {
+		t.Errorf("limit: maximum %v, default %v, want MAX_LIMIT 321, default 10", limit["maximum"], limit["default"])
 	}
 }
 

@@ -35,10 +35,9 @@ type Keys struct {
 
 	set atomic.Pointer[[]ID]
 
-	mu       sync.Mutex        // guards the reload state below
-	fileSum  [sha256.Size]byte // digest of the file's bytes last loaded
-	fileErr  string            // last error reading the file, to log each error once
-	onReload func(n int)
+	mu      sync.Mutex        // guards the reload state below
+	fileSum [sha256.Size]byte // digest of the file's bytes last loaded
+	fileErr string            // last error reading the file, to log each error once
 }
 
 // New builds the key set from list (empty entries are ignored) and, if file
@@ -66,10 +65,6 @@ func New(list []string, file string, log *slog.Logger) (*Keys, error) {
 	k.store(fromFile)
 	return k, nil
 }
-
-// OnReload registers f, called with the number of keys after every change
-// of the file's keys. Call it before Watch.
-func (k *Keys) OnReload(f func(n int)) { k.onReload = f }
 
 func (k *Keys) store(fromFile []ID) {
 	all := make([]ID, 0, len(k.static)+len(fromFile))
@@ -130,9 +125,6 @@ func (k *Keys) Reload() (bool, error) {
 	k.fileSum = sum
 	ids := parse(b)
 	k.store(ids)
-	if k.onReload != nil {
-		k.onReload(k.Len())
-	}
 	return true, nil
 }
 

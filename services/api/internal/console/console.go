@@ -14,10 +14,8 @@ import (
 	"embed"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"mime"
 	"path"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -62,30 +60,27 @@ type Console struct {
 
 // New reads the embedded files.
 func New() (*Console, error) {
-	c := &Console{files: map[string]file{}}
-	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := static.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		ctype := mime.TypeByExtension(path.Ext(p))
-		if ctype == "" {
-			return fmt.Errorf("console: no content type for %s", p)
-		}
-		f := file{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
-		if name := path.Base(p); name == "index.html" {
-			c.page = f
-		} else {
-			c.files[name] = f
-		}
-		return nil
-	})
+	entries, err := static.ReadDir("static")
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
+	}
+	c := &Console{files: map[string]file{}}
+	for _, e := range entries {
+		b, err := static.ReadFile("static/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
+		ctype := mime.TypeByExtension(path.Ext(e.Name()))
+		if ctype == "" {
+			return nil, fmt.Errorf("console: no content type for %s", e.Name())
+		}
+		sum := sha256.Sum256(b)
+		f := file{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		if e.Name() == "index.html" {
+			c.page = f
+		} else {
+			c.files[e.Name()] = f
+		}
 	}
 	if c.page.body == nil {
 		return nil, fmt.Errorf("console: no index.html embedded")
@@ -112,28 +107,18 @@ func (c *Console) File(ctx *fiber.Ctx) error {
 	return c.send(ctx, f)
 }
 
-// send answers with f, or 304 when If-None-Match names its ETag. Browsers
-// revalidate each time (no-cache): a new binary serves new files at once.
+// send answers with f, or 304 when If-None-Match names its ETag
+// (fiber's Fresh). Browsers revalidate each time (no-cache): a new binary
+// serves new files at once.
 func (c *Console) send(ctx *fiber.Ctx, f file) error {
 	for _, h := range SecurityHeaders {
 		ctx.Set(h[0], h[1])
 	}
 	ctx.Set(fiber.HeaderCacheControl, "no-cache")
 	ctx.Set(fiber.HeaderETag, f.etag)
-	if match(ctx.Get(fiber.HeaderIfNoneMatch), f.etag) {
+	if ctx.Fresh() {
 		return ctx.SendStatus(fiber.StatusNotModified)
 	}
 	ctx.Set(fiber.HeaderContentType, f.ctype)
 	return ctx.Send(f.body)
-}
-
-// match reports whether an If-None-Match value names etag (or is "*").
-func match(inm, etag string) bool {
-	for t := range strings.SplitSeq(inm, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == etag || t == "*" {
-			return true
-		}
-	}
-	return false
 }

@@ -115,9 +115,14 @@ func TestRevalidationAndTypes(t *testing.T) {
 		if !strings.Contains(h["Content-Type"], ctype) || body == "" || h["Cache-Control"] != "no-cache" {
 			t.Errorf("GET %s: Content-Type %q, Cache-Control %q, %d bytes", p, h["Content-Type"], h["Cache-Control"], len(body))
 		}
-		status, _, body := get(t, a, p, "If-None-Match", `"other", `+h["Etag"])
-		if status != 304 || body != "" {
-			t.Errorf("GET %s with its ETag: %d, %d bytes", p, status, len(body))
+		for _, inm := range []string{`"other", ` + h["Etag"], "W/" + h["Etag"], "*"} {
+			status, h304, body := get(t, a, p, "If-None-Match", inm)
+			if status != 304 || body != "" || h304["Etag"] != h["Etag"] {
+				t.Errorf("GET %s with If-None-Match %s: %d, %d bytes, ETag %q", p, inm, status, len(body), h304["Etag"])
+			}
+		}
+		if status, _, _ := get(t, a, p, "If-None-Match", `"other"`); status != 200 {
+			t.Errorf("GET %s with another ETag: %d", p, status)
 		}
 	}
 }

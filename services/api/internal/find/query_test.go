@@ -405,34 +405,3 @@ func TestLiveReopensIndexesRebuiltAfterAnAppend(t *testing.T) {
 		t.Fatalf("the rebuilt index is not used: %v", err)
 	}
 }
-
-func TestTheCacheKeepsAtMostCacheSizeGenerationsOpen(t *testing.T) {
-	f := products(t, 30, "Handle")
-	c := NewCache(f.dir)
-	defer c.Close()
-	x, release, err := c.Acquire(f.gen.Dataset, f.g.Header, datadirtest.BaseTime)
-	if err != nil || x.For(0, 30) == nil {
-		t.Fatalf("the index is not there: %v", err)
-	}
-	held := x.byField[0]
-	for g := uint64(100); g < 100+CacheSize; g++ { // other generations push it out
-		h := f.g.Header
-		h.Generation = g
-		_, rel, err := c.Acquire(f.gen.Dataset, h, datadirtest.BaseTime)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rel()
-	}
-	if len(c.entries) != CacheSize {
-		t.Fatalf("%d entries", len(c.entries))
-	}
-	// Still usable while held, though evicted; closed once released.
-	if _, ok, err := held.Find([]byte("linen-apron-1")); err != nil || !ok {
-		t.Fatalf("an index in use was closed: %v %v", ok, err)
-	}
-	release()
-	if _, _, err := held.Find([]byte("linen-apron-1")); err == nil {
-		t.Fatal("an evicted index stayed open after its release")
-	}
-}

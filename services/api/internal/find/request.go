@@ -51,9 +51,6 @@ type Request struct {
 	Cursor *Cursor
 }
 
-// Filtered reports whether the request has any filter.
-func (r Request) Filtered() bool { return len(r.Filters) > 0 }
-
 // Cursor is where a scan stopped: generation G, and the position among
 // the candidates the scan walks (docs in the README).
 type Cursor struct {

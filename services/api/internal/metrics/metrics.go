@@ -128,11 +128,6 @@ func (m *Metrics) Route(route string) *Route {
 	return r
 }
 
-// Observe records one answered request of route.
-func (m *Metrics) Observe(route string, status int, bytes int64, d time.Duration) {
-	m.Route(route).Observe(status, bytes, d)
-}
-
 // Observe records one answered request: its status, the body bytes sent
 // and how long it took. It allocates nothing once the status was seen.
 func (r *Route) Observe(status int, bytes int64, d time.Duration) {

@@ -24,7 +24,7 @@ func TestRouteObservesEachStatusInItsSeries(t *testing.T) {
 	r.Observe(200, 100, time.Millisecond)
 	r.Observe(200, 50, time.Millisecond)
 	r.Observe(304, 0, time.Millisecond)
-	m.Observe("/fetch-data", 404, 10, time.Millisecond)
+	m.Route("/fetch-data").Observe(404, 10, time.Millisecond)
 	want := `
 # HELP rowpipe_api_requests_total HTTP requests answered, by route pattern and status code.
 # TYPE rowpipe_api_requests_total counter

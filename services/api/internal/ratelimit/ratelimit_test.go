@@ -34,7 +34,7 @@ func TestBucketsAreBounded(t *testing.T) {
 	for i := range 100 {
 		l.Allow(auth.ID{byte(i)}, now)
 	}
-	if n := len(*l.buckets.Load()); n > 3 {
+	if n := len(l.buckets); n > 3 {
 		t.Fatalf("%d buckets, want at most 3", n)
 	}
 }

@@ -3,108 +3,53 @@ package store
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
 
-// current is a dataset's CURRENT as last read: the generation it names, and
-// the file itself, held open so that no other file can take its inode while
-// a stat of the path is compared with it.
-type current struct {
-	gen  uint64
-	file *os.File
-	info os.FileInfo
-	seen atomic.Int64 // when a stat last showed it in force (UnixNano, taken before the stat)
-}
-
 // errNotDir is what a path through a file that is not a directory gives.
 var errNotDir error = syscall.ENOTDIR
 
-// maxCurrents bounds the CURRENT files kept open (one per dataset served).
-const maxCurrents = 4 * MaxOpen
-
-// current returns the CURRENT of dataset name in force now: the one kept
-// when a stat of its path shows that file unchanged, else the file read
-// again. A missing CURRENT is an error wrapping fs.ErrNotExist.
-func (s *Store) current(name string) (*current, error) {
-	s.mu.Lock()
-	c := s.currents[name]
-	s.mu.Unlock()
+// current returns the generation CURRENT of dataset name names: as a read
+// of it less than Fresh ago found, else read again. A missing CURRENT is an
+// error wrapping fs.ErrNotExist.
+func (s *Store) current(name string) (uint64, error) {
 	now := time.Now().UnixNano()
-	if c != nil && now-c.seen.Load() < int64(s.fresh) {
-		return c, nil
+	s.mu.Lock()
+	last, ok := s.currents[name]
+	s.mu.Unlock()
+	if ok && now-last.at < int64(s.fresh) {
+		return last.gen, nil
 	}
 	path := filepath.Join(s.dir, name, schema.CurrentFile)
-	fi, err := os.Stat(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, currentError(path, err)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotDir) {
+			return 0, fs.ErrNotExist
+		}
+		return 0, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
 	}
-	if c != nil && os.SameFile(fi, c.info) && fi.Size() == c.info.Size() && fi.ModTime().Equal(c.info.ModTime()) {
-		c.seen.Store(now)
-		return c, nil
+	gen, valid := schema.ParseCurrent(b)
+	if !valid {
+		return 0, fmt.Errorf("%w: %s holds %q, not a generation number and a newline", ErrUnavailable, path, b[:min(len(b), 32)])
 	}
-	if c, err = readCurrent(path); err != nil {
-		return nil, err
-	}
-	c.seen.Store(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.currents[name]; old != nil {
-		old.file.Close()
-		delete(s.currents, name)
-	}
-	// Older generations are opened again only for pinned requests.
-	for key, h := range s.gens {
-		if key.dataset == name && key.gen < c.gen {
-			s.dropLocked(h)
+	if !ok || last.gen != gen {
+		// Older generations are opened again only for pinned requests.
+		for key, h := range s.gens {
+			if key.dataset == name && key.gen < gen {
+				s.dropLocked(h)
+			}
 		}
 	}
-	if len(s.currents) < maxCurrents {
-		s.currents[name] = c
-	} else {
-		c.file.Close() // served once, not kept
-	}
-	return c, nil
-}
-
-// readCurrent opens CURRENT and reads the generation it names. The stat is
-// of the open file, so it describes the bytes read.
-func readCurrent(path string) (*current, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, currentError(path, err)
-	}
-	var b [32]byte
-	n, err := io.ReadFull(f, b[:])
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		f.Close()
-		return nil, fmt.Errorf("%w: read %s: %v", ErrUnavailable, path, err)
-	}
-	gen, ok := schema.ParseCurrent(b[:n])
-	if !ok {
-		f.Close()
-		return nil, fmt.Errorf("%w: %s holds %q, not a generation number and a newline", ErrUnavailable, path, b[:n])
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, path, err)
-	}
-	return &current{gen: gen, file: f, info: fi}, nil
-}
-
-func currentError(path string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotDir) {
-		return fs.ErrNotExist
-	}
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+	s.currents[name] = look{gen: gen, at: now}
+	return gen, nil
 }
 
 // noCurrent explains why CURRENT could not be read: no such dataset, or one
@@ -140,10 +85,7 @@ func (s *Store) forget(name string) {
 			s.dropLocked(h)
 		}
 	}
-	if c := s.currents[name]; c != nil {
-		c.file.Close()
-		delete(s.currents, name)
-	}
+	delete(s.currents, name)
 }
 
 // pinnedMissing tells a pruned generation (older than the current one) from
@@ -156,8 +98,8 @@ func (s *Store) pinnedMissing(name string, pin uint64) error {
 		}
 		return fmt.Errorf("%w: %s has no generation %d", ErrGenerationNotFound, name, pin)
 	}
-	if pin < cur.gen {
-		return fmt.Errorf("%w: %s generation %d was pruned; the current one is %d", ErrGenerationGone, name, pin, cur.gen)
+	if pin < cur {
+		return fmt.Errorf("%w: %s generation %d was pruned; the current one is %d", ErrGenerationGone, name, pin, cur)
 	}
-	return fmt.Errorf("%w: %s has no generation %d; the current one is %d", ErrGenerationNotFound, name, pin, cur.gen)
+	return fmt.Errorf("%w: %s has no generation %d; the current one is %d", ErrGenerationNotFound, name, pin, cur)
 }

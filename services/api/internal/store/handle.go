@@ -17,21 +17,22 @@ type handle struct {
 	store    *Store
 	dataset  string
 	gen      uint64
+	dir      string // the dataset's folder
 	dataPath string
 	data     *os.File
 	dataInfo os.FileInfo // data's identity when opened
 	idx      *os.File
 	index    *schema.Index
 	hdr      atomic.Pointer[snapshot]
+	lookups  lookups
 
 	// refs counts the leases, plus one while the handle is cached; the
 	// files close when it reaches 0.
 	refs atomic.Int64
 
 	// Guarded by Store.mu.
-	used        uint64   // Store.clock when last leased
-	confirmedBy *current // the CURRENT under which a stat last showed the files at their names
-	confirmedAt time.Time
+	used    uint64 // Store.clock when last leased
+	statted int64  // when a stat last showed the files at their names (UnixNano)
 }
 
 // snapshot is a decoded header and the bytes it was decoded from.
@@ -42,22 +43,11 @@ type snapshot struct {
 	at   int64 // when raw was read (UnixNano, taken before the read)
 }
 
-// trusted reports whether h may be leased without a stat of its data file:
-// a stat showed it at its name under the CURRENT in force, less than
-// recheck ago. A pinned generation (cur nil) is always looked at.
-func (h *handle) trusted(cur *current, recheck time.Duration) bool {
-	return cur != nil && h.confirmedBy == cur && time.Since(h.confirmedAt) < recheck
-}
-
-// confirm records that a stat just showed h's files at their names.
-func (h *handle) confirm(cur *current) {
-	h.confirmedBy, h.confirmedAt = cur, time.Now()
-}
-
 func (h *handle) unref() {
 	if h.refs.Add(-1) == 0 {
 		h.data.Close()
 		h.idx.Close()
+		h.lookups.close()
 		h.store.opened.Add(-1)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
@@ -397,5 +398,38 @@ func TestOpenGenerationsAreBounded(t *testing.T) {
 	}
 	if open, leases := s.Stats(); open != MaxOpen || leases != 0 {
 		t.Fatalf("%d open, %d leases; want %d, 0", open, leases, MaxOpen)
+	}
+}
+
+// A generation's lookup indexes open with the first lease that asks and
+// close with the generation: a lease holding them keeps them usable after
+// the generation is evicted, until it is released.
+func TestLookupsCloseWithTheirGeneration(t *testing.T) {
+	dir := t.TempDir()
+	g := datadirtest.Gen{Dataset: "d", Generation: 1, Rows: 30}
+	datadirtest.Publish(t, dir, g)
+	datadirtest.WriteLookup(t, dir, g, "name")
+	s := New(dir, nil)
+	defer s.Close()
+	held, err := s.Acquire("d", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := held.Lookups(time.Now())
+	lk := x.For(1, 30)
+	if err != nil || lk == nil {
+		t.Fatalf("the index of name is not there: %v", err)
+	}
+	for i := range MaxOpen { // other generations push d out
+		name := fmt.Sprintf("o%03d", i)
+		datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: name, Generation: 1, Rows: 1})
+		acquireGen(t, s, name)
+	}
+	if _, ok, err := lk.Find([]byte("item 7")); err != nil || !ok {
+		t.Fatalf("an index in use was closed: %v %v", ok, err)
+	}
+	held.Release()
+	if _, _, err := lk.Find([]byte("item 7")); err == nil {
+		t.Fatal("an evicted generation's index stayed open after its last lease")
 	}
 }
