@@ -155,6 +155,13 @@ func (p *Page) write(w io.Writer) error {
 	return err
 }
 
+// gzipWriters write at the fastest level: record JSON compresses well even
+// there, and the api's budget is CPU.
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return w
+}}
+
 var chunks = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
 
 // records reads len(b) record bytes of Src at off into b and returns them

@@ -9,6 +9,7 @@ package respond
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
@@ -55,17 +56,9 @@ func AppendError(dst []byte, code, message string) []byte {
 func appendString(dst []byte, s string) []byte {
 	out, err := schema.AppendJSONString(dst, s)
 	if err != nil {
-		out, _ = schema.AppendJSONString(dst, toValidUTF8(s))
+		out, _ = schema.AppendJSONString(dst, strings.ToValidUTF8(s, "\uFFFD"))
 	}
 	return out
-}
-
-func toValidUTF8(s string) string {
-	b := make([]rune, 0, len(s))
-	for _, r := range s { // ranging replaces each invalid byte with U+FFFD
-		b = append(b, r)
-	}
-	return string(b)
 }
 
 // Envelope is the head of a page answer, every member but data.
