@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
@@ -105,12 +106,17 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		return &respond.Error{Status: http.StatusBadRequest, Code: code, Message: qe.Message}
 	}
 	gen := find.Gen{Header: *h, Data: lease, Index: lease, Indexes: indexes}
-	var lines []byte
+	buf := findBufs.Get().(*[]byte)
+	defer findBufs.Put(buf)
+	lines := (*buf)[:0]
 	res, err := find.Run(gen, req, find.Page{Limit: p.Limit, Offset: p.Offset, ScanLimit: s.cfg.ScanLimit, MaxBytes: findPageBytes},
 		func(rec []byte) error {
 			lines = append(append(lines, rec...), '\n')
 			return nil
 		})
+	if cap(lines) <= findPooledMax {
+		*buf = lines[:0]
+	}
 	switch {
 	case errors.Is(err, find.ErrOffsetInScan):
 		return &respond.Error{Status: http.StatusBadRequest, Code: "invalid_parameter",
@@ -149,6 +155,11 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	_, err = body.WriteTo(c.Response().BodyWriter())
 	return err
 }
+
+// findBufs hold the records of filtered pages, up to findPooledMax.
+var findBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const findPooledMax = 64 << 10
 
 // cursorPin is the generation a filtered request reads: the cursor's,
 // which must agree with generation= when both are sent.

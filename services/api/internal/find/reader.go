@@ -3,6 +3,7 @@ package find
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 )
@@ -36,7 +37,8 @@ func newReader(g Gen, req Request) (*reader, error) {
 			return nil, err
 		}
 	}
-	r := &reader{g: g, dec: shape.dec}
+	r := readers.Get().(*reader)
+	*r = reader{g: g, dec: shape.dec, buf: r.buf[:0], scratch: r.scratch[:0], out: r.out[:0], recs: r.recs[:0]}
 	if req.Fields != nil {
 		names := make([]string, len(req.Fields))
 		r.slot = make([]int, len(g.Header.Fields))
@@ -53,6 +55,28 @@ func newReader(g Gen, req Request) (*reader, error) {
 		r.vals = make([]string, len(names))
 	}
 	return r, nil
+}
+
+// readers keep the buffers of finished requests for the next ones.
+var readers = sync.Pool{New: func() any { return new(reader) }}
+
+// maxKept is the largest record buffer a reader keeps for the next
+// request: records are a few KB, up to 1 MiB.
+const maxKept = 64 << 10
+
+// release gives r back once its request is done with it.
+func (r *reader) release() {
+	if cap(r.buf) > maxKept {
+		r.buf = nil
+	}
+	if cap(r.out) > maxKept {
+		r.out = nil
+	}
+	if cap(r.scratch) > maxKept {
+		r.scratch = nil
+	}
+	r.g, r.want, r.vals, r.slot, r.proj = Gen{}, nil, nil, nil, nil
+	readers.Put(r)
 }
 
 // candidates are the records a request looks at, in file order: the

@@ -89,6 +89,7 @@ func Run(g Gen, req Request, page Page, emit func(rec []byte) error) (Result, er
 	if err != nil {
 		return Result{}, err
 	}
+	defer r.release()
 	c, rest, err := r.candidates(req.Filters)
 	if err != nil {
 		return Result{}, err
