@@ -392,6 +392,22 @@ func TestStalledClientIsCutAtTheWriteTimeout(t *testing.T) {
 	waitFor(t, "the lease released by the write timeout", func() bool { return h.leases() == 0 })
 }
 
+func TestStalledNDJSONClientHoldsUpNoOtherReader(t *testing.T) {
+	h := start(t, func(c *Config) { c.WriteTimeout = time.Hour })
+	g := bigRecords(h)
+	stalled := rawRequest(t, h, "/fetch-data?dataset=big&limit=1000&format=ndjson", "", 4096)
+	defer stalled.Close()
+	// The first client neither reads nor leaves; another reader of the
+	// same generation file gets its whole answer meanwhile.
+	a := h.get("/fetch-data?dataset=big&limit=1000&offset=0&format=ndjson")
+	if want := append(bytes.Join(lines(t, g, 0, 1000), []byte("\n")), '\n'); a.status != 200 || !bytes.Equal(a.body, want) {
+		t.Fatalf("the second reader: %d, %d bytes, want %d", a.status, len(a.body), len(want))
+	}
+	if n := h.leases(); n != 1 {
+		t.Fatalf("%d leases, want the stalled answer's", n)
+	}
+}
+
 func TestPrunedGenerationKeepsStreamingToItsReader(t *testing.T) {
 	h := start(t, nil)
 	g := bigRecords(h)

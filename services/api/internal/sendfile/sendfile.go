@@ -20,7 +20,8 @@ var ErrUnsupported = fmt.Errorf("sendfile: not a socket: %w", errors.ErrUnsuppor
 // Copy writes the n bytes of f at off to conn and returns how many it
 // wrote. It waits for conn the way conn.Write does, under conn's write
 // deadline, and does not move f's offset (concurrent reads of f at their
-// own offsets are unaffected). A file shorter than off+n gives
+// own offsets are unaffected; concurrent Copies of f never wait for each
+// other's connections). A file shorter than off+n gives
 // io.ErrUnexpectedEOF after what it had.
 func Copy(conn any, f *os.File, off, n int64) (int64, error) {
 	sc, ok := conn.(syscall.Conn)
@@ -36,28 +37,33 @@ func Copy(conn any, f *os.File, off, n int64) (int64, error) {
 		return 0, err
 	}
 	var written int64
-	var serr error
-	err = src.Read(func(in uintptr) bool {
-		err := rc.Write(func(out uintptr) bool {
-			for written < n {
-				m, err := syscall.Sendfile(int(out), int(in), &off, int(min(n-written, 1<<30)))
-				written += int64(max(m, 0))
-				switch {
-				case err == syscall.EAGAIN:
-					return false // wait until the socket can take more
-				case err == syscall.EINTR:
-				case err != nil:
-					serr = err
-					return true
-				case m == 0:
-					serr = io.ErrUnexpectedEOF
-					return true
-				}
-			}
+	// f's read lock is held for one sendfile at a time, not while conn
+	// is waited for.
+	send := func(out uintptr) (m int, err error) {
+		if rerr := src.Read(func(in uintptr) bool {
+			m, err = syscall.Sendfile(int(out), int(in), &off, int(min(n-written, 1<<30)))
 			return true
-		})
-		if serr == nil {
-			serr = err
+		}); rerr != nil {
+			return 0, rerr
+		}
+		return m, err
+	}
+	var serr error
+	err = rc.Write(func(out uintptr) bool {
+		for written < n {
+			m, err := send(out)
+			written += int64(max(m, 0))
+			switch {
+			case err == syscall.EAGAIN:
+				return false // wait until the socket can take more
+			case err == syscall.EINTR:
+			case err != nil:
+				serr = err
+				return true
+			case m == 0:
+				serr = io.ErrUnexpectedEOF
+				return true
+			}
 		}
 		return true
 	})
