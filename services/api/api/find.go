@@ -90,7 +90,8 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 		c.Status(http.StatusNotModified)
 		return nil
 	}
-	indexes, err := lease.Lookups(c.Context().Time())
+	indexes, release, err := lease.Lookups(c.Context().Time())
+	defer release()
 	if indexes == nil {
 		return s.unreadable(name, h.Generation, fmt.Errorf("the fields of the header: %w", err))
 	}

@@ -139,7 +139,8 @@ func metadataOf(h schema.Header, indexes []find.IndexInfo) metadataBody {
 // indexesOf describes the lookup indexes of the lease's generation; stale
 // is true when one of them does not cover its header yet.
 func (s *Server) indexesOf(c *fiber.Ctx, lease store.Lease) (info []find.IndexInfo, stale bool) {
-	x, err := lease.Lookups(c.Context().Time())
+	x, release, err := lease.Lookups(c.Context().Time())
+	defer release()
 	if err != nil {
 		s.log.Warn("a lookup index is left out", "dataset", lease.Header.Dataset, "generation", lease.Header.Generation, "err", err)
 	}

@@ -1,9 +1,7 @@
 package find
 
 import (
-	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
@@ -18,16 +16,15 @@ const ReopenEvery = time.Second
 // generation and then has the writer rebuild its indexes under the same
 // names, so while an index covers fewer records than the header, Live
 // opens the files again (at most every ReopenEvery). Indexes it replaced
-// stay open until Close, for requests that still use them. It is safe for
+// close once the last request using them releases them. It is safe for
 // concurrent use.
 type Live struct {
 	dir string
-	cur atomic.Pointer[Indexes]
 
-	mu      sync.Mutex
-	retired []*Indexes
-	tried   time.Time
-	closed  bool
+	mu    sync.Mutex
+	cur   *Indexes
+	users map[*Indexes]int // requests holding each Indexes For returned
+	tried time.Time
 }
 
 // OpenLive opens the indexes of generation h in the dataset folder dir.
@@ -35,42 +32,48 @@ type Live struct {
 // usable whatever it says.
 func OpenLive(dir string, h schema.Header) (*Live, error) {
 	x, err := OpenIndexes(dir, h)
-	l := &Live{dir: dir}
-	l.cur.Store(x)
-	return l, err
+	return &Live{dir: dir, cur: x, users: map[*Indexes]int{}}, err
 }
 
 // For returns the indexes to answer a request served from header h,
 // reopening them first if one is stale and the last try is ReopenEvery
-// old. The error reports an index that could not be reopened; the
-// indexes returned are usable whatever it says.
-func (l *Live) For(h schema.Header, now time.Time) (*Indexes, error) {
-	x := l.cur.Load()
-	if !x.staleFor(h.Count) {
-		return x, nil
-	}
+// old, and the function that releases them, to call once the request is
+// done with them. The error reports an index that could not be reopened;
+// the indexes returned are usable whatever it says.
+func (l *Live) For(h schema.Header, now time.Time) (*Indexes, func(), error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || now.Sub(l.tried) < ReopenEvery {
-		return l.cur.Load(), nil
+	var err error
+	if l.cur.staleFor(h.Count) && now.Sub(l.tried) >= ReopenEvery {
+		l.tried = now
+		old := l.cur
+		l.cur, err = OpenIndexes(l.dir, h)
+		if l.users[old] == 0 {
+			old.Close()
+		}
 	}
-	l.tried = now
-	nx, err := OpenIndexes(l.dir, h)
-	l.retired = append(l.retired, l.cur.Swap(nx))
-	return nx, err
+	x := l.cur
+	l.users[x]++
+	return x, func() { l.release(x) }, err
 }
 
-// Close closes every index it opened.
+func (l *Live) release(x *Indexes) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.users[x]--; l.users[x] == 0 {
+		delete(l.users, x)
+		if x != l.cur {
+			x.Close()
+		}
+	}
+}
+
+// Close closes the indexes; every one For returned must have been
+// released.
 func (l *Live) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.closed = true
-	errs := []error{l.cur.Load().Close()}
-	for _, x := range l.retired {
-		errs = append(errs, x.Close())
-	}
-	l.retired = nil
-	return errors.Join(errs...)
+	return l.cur.Close()
 }
 
 // staleFor reports whether an index covers other than count records.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
@@ -378,7 +379,8 @@ func TestAPageEndsAtItsByteBudgetAndSaysWhereToGoOn(t *testing.T) {
 }
 
 // After an append the writer rebuilds the indexes under their names: a
-// Live sees the stale ones and opens the new ones, at most once a second.
+// Live sees the stale ones and opens the new ones, at most once a second;
+// the ones replaced serve the requests that hold them until released.
 func TestLiveReopensIndexesRebuiltAfterAnAppend(t *testing.T) {
 	f := products(t, 90, "Variant SKU")
 	dir := filepath.Join(f.dir, f.gen.Dataset)
@@ -388,20 +390,35 @@ func TestLiveReopensIndexesRebuiltAfterAnAppend(t *testing.T) {
 	}
 	defer live.Close()
 	t0 := datadirtest.BaseTime
-	if x, _ := live.For(f.g.Header, t0); x.For(3, 90) == nil {
+	held, release, _ := live.For(f.g.Header, t0)
+	old := held.For(3, 90)
+	if old == nil {
 		t.Fatal("the index is not used")
 	}
+	indexed := func(h schema.Header, at time.Time) bool {
+		x, release, _ := live.For(h, at)
+		defer release()
+		return x.For(3, h.Count) != nil
+	}
 	h := datadirtest.Append(t, f.dir, f.gen, f.g.Header, 30)
-	if x, _ := live.For(h, t0); x.For(3, h.Count) != nil {
+	if indexed(h, t0) {
 		t.Fatal("a stale index is used")
 	}
 	f.gen.Rows = 120
 	datadirtest.WriteLookup(t, f.dir, f.gen, "Variant SKU") // the writer's rebuild at the append's end
-	if x, _ := live.For(h, t0.Add(ReopenEvery/2)); x.For(3, h.Count) != nil {
+	if indexed(h, t0.Add(ReopenEvery/2)) {
 		t.Fatal("reopened sooner than ReopenEvery")
 	}
-	x, err := live.For(h, t0.Add(ReopenEvery))
+	x, releaseNew, err := live.For(h, t0.Add(ReopenEvery))
+	defer releaseNew()
 	if err != nil || x.For(3, h.Count) == nil {
 		t.Fatalf("the rebuilt index is not used: %v", err)
+	}
+	if _, _, err := old.Find([]byte("x")); err != nil {
+		t.Fatalf("an index in use was closed: %v", err)
+	}
+	release()
+	if _, _, err := old.Find([]byte("x")); err == nil {
+		t.Fatal("a replaced index stayed open after its last user")
 	}
 }

@@ -55,16 +55,17 @@ func (l Lease) Ends(first uint64, ends []int64) (start int64, err error) {
 }
 
 // Lookups returns the generation's lookup indexes for a request served
-// from the lease's Header at now: opened with the first request that asks,
-// kept up to date by find.Live. The error reports indexes left out; the
-// indexes returned are usable whatever it says (nil only when the header's
-// fields cannot be decoded).
-func (l Lease) Lookups(now time.Time) (*find.Indexes, error) {
+// from the lease's Header at now, and the function that releases them, to
+// call once the request is done with them: opened with the first request
+// that asks, kept up to date by find.Live. The error reports indexes left
+// out; the indexes returned are usable whatever it says (nil only when the
+// header's fields cannot be decoded).
+func (l Lease) Lookups(now time.Time) (*find.Indexes, func(), error) {
 	var openErr error
 	lk := &l.h.lookups
 	lk.once.Do(func() { lk.live, openErr = find.OpenLive(l.h.dir, l.Header) })
-	x, err := lk.live.For(l.Header, now)
-	return x, errors.Join(openErr, err)
+	x, release, err := lk.live.For(l.Header, now)
+	return x, release, errors.Join(openErr, err)
 }
 
 // lookups are a generation's lookup indexes, opened on first use.

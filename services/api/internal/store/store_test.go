@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rowpipe/rowpipe/pkg/schema"
 	"github.com/rowpipe/rowpipe/pkg/schema/datadirtest"
+	"github.com/rowpipe/rowpipe/services/api/internal/find"
 )
 
 // leaseOn opens a Store on dir and leases dataset name's current
@@ -415,7 +417,8 @@ func TestLookupsCloseWithTheirGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, err := held.Lookups(time.Now())
+	x, release, err := held.Lookups(time.Now())
+	defer release()
 	lk := x.For(1, 30)
 	if err != nil || lk == nil {
 		t.Fatalf("the index of name is not there: %v", err)
@@ -431,5 +434,63 @@ func TestLookupsCloseWithTheirGeneration(t *testing.T) {
 	held.Release()
 	if _, _, err := lk.Find([]byte("item 7")); err == nil {
 		t.Fatal("an evicted generation's index stayed open after its last lease")
+	}
+}
+
+// An append leaves a generation's lookup indexes stale until the writer
+// rebuilds them (a new file renamed over each): the rebuilt ones are used
+// once find.ReopenEvery has passed, and the ones they replace close when
+// no request uses them, so their disk space is freed however many appends
+// the generation sees.
+func TestLookupsReplacedByRebuildsAreClosed(t *testing.T) {
+	dir := t.TempDir()
+	g := datadirtest.Gen{Dataset: "d", Generation: 1, Rows: 30}
+	h := datadirtest.Publish(t, dir, g)
+	datadirtest.WriteLookup(t, dir, g, "name")
+	s := New(dir, nil)
+	defer s.Close()
+	now := time.Now()
+	indexed := func() bool {
+		t.Helper()
+		l, err := s.Acquire("d", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		x, release, err := l.Lookups(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release()
+		return x.For(1, l.Header.Count) != nil
+	}
+	for range 10 {
+		if !indexed() {
+			t.Fatalf("the index of all %d records is not used", h.Count)
+		}
+		h = datadirtest.Append(t, dir, g, h, 1)
+		if indexed() {
+			t.Fatal("a stale index is used")
+		}
+		now = now.Add(find.ReopenEvery)
+		g.Rows = int(h.Count)
+		if err := os.Remove(filepath.Join(dir, "d", schema.LookupFile(1, 1))); err != nil {
+			t.Fatal(err)
+		}
+		datadirtest.WriteLookup(t, dir, g, "name")
+		now = now.Add(find.ReopenEvery)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	var open []string
+	for _, fd := range fds {
+		if target, _ := os.Readlink("/proc/self/fd/" + fd.Name()); strings.HasPrefix(target, dir) {
+			open = append(open, target)
+		}
+	}
+	if len(open) > 3 { // the data file, its offset index, one lookup index
+		t.Errorf("%d files open: %s", len(open), strings.Join(open, ", "))
 	}
 }
