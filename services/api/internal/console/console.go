@@ -108,15 +108,16 @@ func (c *Console) File(ctx *fiber.Ctx) error {
 }
 
 // send answers with f, or 304 when If-None-Match names its ETag
-// (fiber's Fresh). Browsers revalidate each time (no-cache): a new binary
-// serves new files at once.
+// (fiber's Fresh; with no Last-Modified, If-Modified-Since alone is
+// ignored). Browsers revalidate each time (no-cache): a new binary serves
+// new files at once.
 func (c *Console) send(ctx *fiber.Ctx, f file) error {
 	for _, h := range SecurityHeaders {
 		ctx.Set(h[0], h[1])
 	}
 	ctx.Set(fiber.HeaderCacheControl, "no-cache")
 	ctx.Set(fiber.HeaderETag, f.etag)
-	if ctx.Fresh() {
+	if ctx.Get(fiber.HeaderIfNoneMatch) != "" && ctx.Fresh() {
 		return ctx.SendStatus(fiber.StatusNotModified)
 	}
 	ctx.Set(fiber.HeaderContentType, f.ctype)

@@ -124,6 +124,10 @@ func TestRevalidationAndTypes(t *testing.T) {
 		if status, _, _ := get(t, a, p, "If-None-Match", `"other"`); status != 200 {
 			t.Errorf("GET %s with another ETag: %d", p, status)
 		}
+		// No Last-Modified is sent, so If-Modified-Since says nothing.
+		if status, _, body := get(t, a, p, "If-Modified-Since", "Sun, 06 Dec 2026 00:00:00 GMT"); status != 200 || body == "" {
+			t.Errorf("GET %s with If-Modified-Since: %d, %d bytes", p, status, len(body))
+		}
 	}
 }
 
