@@ -97,7 +97,7 @@ func (s *Server) writeError(c *fiber.Ctx, err error) {
 	}
 	resp := c.Response()
 	resp.ResetBody() // also closes a body stream set before the error
-	for _, h := range []string{fiber.HeaderETag, fiber.HeaderLink, "X-Total-Count", fiber.HeaderContentEncoding, fiber.HeaderCacheControl} {
+	for _, h := range []string{fiber.HeaderETag, fiber.HeaderLink, "X-Total-Count", fiber.HeaderContentEncoding, fiber.HeaderContentDisposition, fiber.HeaderCacheControl} {
 		resp.Header.Del(h)
 	}
 	if n := re.RetryAfterSeconds(); n > 0 {

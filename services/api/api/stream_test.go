@@ -736,6 +736,10 @@ func TestAFileShorterThanItsIndexCutsTheAnswerAndIsLogged(t *testing.T) {
 	if a.header.Get("ETag") != "" || a.header.Get("X-Total-Count") != "" {
 		t.Errorf("the 503 carries the page's headers: %v", a.header)
 	}
+	// A CSV page's 503 is the JSON error, not a CSV attachment.
+	if a := h.get("/fetch-data?dataset=proto&limit=25&format=csv"); a.status != http.StatusServiceUnavailable || a.header.Get("Content-Disposition") != "" {
+		t.Errorf("a small CSV page over a truncated file: %d, Content-Disposition %q", a.status, a.header.Get("Content-Disposition"))
+	}
 
 	// A streamed page is cut after its headers, in every format and with
 	// gzip (sent without a length): never a complete-looking answer.
