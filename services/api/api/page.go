@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,6 +137,7 @@ func (s *Server) page(c *fiber.Ctx, name string, p params.Page, route string) er
 	handedOver = true
 	c.Locals(streamingKey, true)
 	started := c.Context().Time()
+	name = strings.Clone(name) // it may be a view of the request, reused before the answer ends
 	done := func(n int64, err error) {
 		s.streamDone(name, h.Generation, route, started, n, err)
 		lease.Release()

@@ -383,6 +383,45 @@ func TestClientGoneMidStreamReleasesTheGeneration(t *testing.T) {
 	}
 }
 
+// A stream can end after its request: what it logs then must not read
+// the request's bytes, which the next request on the reused context
+// overwrites.
+func TestAnAbandonedStreamLogsItsOwnDataset(t *testing.T) {
+	h := start(t, nil)
+	bigRecords(h)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 { // other requests, on new connections, reusing the contexts
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c, err := net.Dial("tcp", strings.TrimPrefix(h.base, "http://")); err == nil {
+					fmt.Fprintf(c, "GET /datasets/xyz/records HTTP/1.1\r\nHost: test\r\nX-API-Key: %s\r\nConnection: close\r\n\r\n", testKey)
+					io.Copy(io.Discard, c)
+					c.Close()
+				}
+			}
+		})
+	}
+	for range 300 {
+		c := rawRequest(t, h, "/datasets/big/records?limit=1000", "", 4096)
+		c.SetLinger(0)
+		c.Close()
+	}
+	close(stop)
+	wg.Wait()
+	waitFor(t, "the leases released", func() bool { return h.leases() == 0 })
+	for line := range strings.Lines(h.logs.String()) {
+		if strings.Contains(line, "stopped early") && !strings.Contains(line, " dataset=big ") {
+			t.Fatalf("an early end logged under another dataset: %s", line)
+		}
+	}
+}
+
 func TestStalledClientIsCutAtTheWriteTimeout(t *testing.T) {
 	h := start(t, func(c *Config) { c.WriteTimeout = 300 * time.Millisecond })
 	bigRecords(h)
