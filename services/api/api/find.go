@@ -92,7 +92,8 @@ func (s *Server) find(c *fiber.Ctx, name string, p params.Page, route string) er
 	}
 	indexes, release, err := lease.Lookups(c.Context().Time())
 	defer release()
-	if indexes == nil {
+	if indexes == nil { // the header's fields make no record decoder
+		_, err := find.NewShape(h.Fields)
 		return s.unreadable(name, h.Generation, fmt.Errorf("the fields of the header: %w", err))
 	}
 	if err != nil {
