@@ -337,6 +337,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.keys != nil {
 		go s.keys.Watch(bg, s.cfg.KeysReload)
 	}
+	go s.sweep(bg)
 	s.log.Info("api listening", "addr", addr.String(), "data_dir", s.cfg.DataDir, "dataset", s.cfg.Dataset,
 		"auth", s.cfg.Auth, "keys", s.keyCount(), "max_limit", s.cfg.MaxLimit)
 
@@ -364,6 +365,20 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("api stopped")
 	return nil
+}
+
+// sweep runs the store's Sweep every store.SweepEvery until ctx ends.
+func (s *Server) sweep(ctx context.Context) {
+	t := time.NewTicker(store.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.store.Sweep()
+		}
+	}
 }
 
 func (s *Server) keyCount() int {

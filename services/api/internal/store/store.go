@@ -23,8 +23,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +121,26 @@ func (s *Store) Close() {
 		s.dropLocked(h)
 	}
 	clear(s.currents)
+}
+
+// SweepEvery is how often Sweep runs while the api serves.
+const SweepEvery = 10 * time.Second
+
+// Sweep closes the generations whose files are no longer at their names
+// (pruned, or replaced by hand), so that their disk space is freed even if
+// no request asks for their dataset again. Leased ones close on their last
+// Release.
+func (s *Store) Sweep() {
+	s.mu.Lock()
+	gens := slices.Collect(maps.Values(s.gens))
+	s.mu.Unlock()
+	for _, h := range gens {
+		if fi, err := os.Stat(h.dataPath); err != nil || !os.SameFile(fi, h.dataInfo) {
+			s.mu.Lock()
+			s.dropLocked(h)
+			s.mu.Unlock()
+		}
+	}
 }
 
 // Acquire returns a lease on dataset name's generation pin, or on the one

@@ -494,3 +494,35 @@ func TestLookupsReplacedByRebuildsAreClosed(t *testing.T) {
 		t.Errorf("%d files open: %s", len(open), strings.Join(open, ", "))
 	}
 }
+
+// A generation pruned while no request asks for its dataset is closed by
+// the next Sweep, which frees its disk space; one a lease holds closes on
+// its release.
+func TestSweepClosesPrunedGenerationsNobodyAsksFor(t *testing.T) {
+	dir := t.TempDir()
+	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "d", Generation: 1, Rows: 10})
+	datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: "e", Generation: 1, Rows: 10})
+	s := New(dir, nil)
+	defer s.Close()
+	acquireGen(t, s, "d")
+	held, err := s.Acquire("e", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Sweep()
+	if open, _ := s.Stats(); open != 2 {
+		t.Fatalf("%d open after a sweep that found every file in place, want 2", open)
+	}
+	for _, name := range []string{"d", "e"} {
+		datadirtest.Publish(t, dir, datadirtest.Gen{Dataset: name, Generation: 2, Rows: 3})
+		datadirtest.Remove(t, dir, name, 1)
+	}
+	s.Sweep()
+	if open, _ := s.Stats(); open != 1 {
+		t.Fatalf("%d open after the sweep, want 1: the leased generation", open)
+	}
+	held.Release()
+	if open, leases := s.Stats(); open != 0 || leases != 0 {
+		t.Fatalf("%d open, %d leases after the release; want 0, 0", open, leases)
+	}
+}
