@@ -40,6 +40,9 @@ func (s *Store) current(name string) (uint64, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if newer, ok := s.currents[name]; ok && newer.at > now {
+		return newer.gen, nil // a later read landed meanwhile: it stands
+	}
 	if !ok || last.gen != gen {
 		// Older generations are opened again only for pinned requests.
 		for key, h := range s.gens {
