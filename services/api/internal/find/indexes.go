@@ -25,9 +25,10 @@ func (x *Indexes) Shape() *Shape { return x.shape }
 type IndexInfo struct {
 	Field    string `json:"field"`
 	Distinct uint64 `json:"distinct"`
-	// Stale is an index that covers fewer records than the generation
-	// holds (an append sync added rows since it was built): not used,
-	// the field is scanned until the writer rebuilds it.
+	// Stale is an index that covers other than the records the header
+	// counts (an append sync added rows since it was built, or the header
+	// read is older than the rebuilt index): not used, the field is
+	// scanned until the two agree.
 	Stale bool `json:"stale,omitempty"`
 }
 
@@ -75,7 +76,7 @@ func (x *Indexes) open(path string, h schema.Header, col int) error {
 	lk, err := schema.OpenLookup(f, st.Size())
 	if err == nil {
 		m := lk.Meta()
-		if m.Generation != h.Generation || col >= len(h.Fields) || m.Column != col || m.Name != h.Fields[col] || m.Count > h.Count {
+		if m.Generation != h.Generation || col >= len(h.Fields) || m.Column != col || m.Name != h.Fields[col] {
 			err = fmt.Errorf("%w: it describes column %d %q of generation %d (%d records)", schema.ErrLookupFormat, m.Column, m.Name, m.Generation, m.Count)
 		}
 	}

@@ -422,3 +422,31 @@ func TestLiveReopensIndexesRebuiltAfterAnAppend(t *testing.T) {
 		t.Fatal("a replaced index stayed open after its last user")
 	}
 }
+
+// An index rebuilt after an append can be opened with a header read just
+// before the append's: it covers more records than that header. It is not
+// used for that header, and is used, without a reopen, once the header
+// says as much.
+func TestAnIndexAheadOfTheHeaderIsUsedOnceTheHeaderCatchesUp(t *testing.T) {
+	f := products(t, 90, "Variant SKU")
+	dir := filepath.Join(f.dir, f.gen.Dataset)
+	h := datadirtest.Append(t, f.dir, f.gen, f.g.Header, 30)
+	f.gen.Rows = 120
+	datadirtest.WriteLookup(t, f.dir, f.gen, "Variant SKU")
+	live, err := OpenLive(dir, f.g.Header) // the header of 90 records
+	if err != nil {
+		t.Fatalf("an index ahead of the header is refused: %v", err)
+	}
+	defer live.Close()
+	t0 := datadirtest.BaseTime
+	x, release, _ := live.For(f.g.Header, t0)
+	if x.For(3, 90) != nil {
+		t.Fatal("an index of 120 records is used for a header of 90")
+	}
+	release()
+	x, release, _ = live.For(h, t0)
+	defer release()
+	if x.For(3, 120) == nil {
+		t.Fatal("the index is not used once the header covers it")
+	}
+}
