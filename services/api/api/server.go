@@ -334,10 +334,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if s.keys != nil {
-		go s.keys.Watch(bg, s.cfg.KeysReload)
+	if s.keys != nil && s.cfg.KeysFile != "" {
+		go every(bg, s.cfg.KeysReload, s.keys.Refresh)
 	}
-	go s.sweep(bg)
+	go every(bg, store.SweepEvery, s.store.Sweep)
 	s.log.Info("api listening", "addr", addr.String(), "data_dir", s.cfg.DataDir, "dataset", s.cfg.Dataset,
 		"auth", s.cfg.Auth, "keys", s.keyCount(), "max_limit", s.cfg.MaxLimit)
 
@@ -367,16 +367,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// sweep runs the store's Sweep every store.SweepEvery until ctx ends.
-func (s *Server) sweep(ctx context.Context) {
-	t := time.NewTicker(store.SweepEvery)
+// every runs f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.store.Sweep()
+			f()
 		}
 	}
 }

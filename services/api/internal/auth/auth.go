@@ -10,7 +10,6 @@ package auth
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -20,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // ID identifies a key without revealing it: its SHA-256 digest. Rate limits
@@ -128,36 +126,23 @@ func (k *Keys) Reload() (bool, error) {
 	return true, nil
 }
 
-// Watch re-reads the keys file every interval until ctx ends; a change is
-// logged with the number of keys, never the keys. It returns at once when
-// there is no file.
-func (k *Keys) Watch(ctx context.Context, interval time.Duration) {
-	if k.file == "" || interval <= 0 {
-		return
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// Refresh re-reads the keys file, as Reload does, and logs a change with
+// the number of keys, never the keys, and each new error once.
+func (k *Keys) Refresh() {
+	changed, err := k.Reload()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case err != nil:
+		if msg := err.Error(); msg != k.fileErr {
+			k.fileErr = msg
+			k.log.Warn("cannot re-read the API keys file; keeping the keys loaded before", "file", k.file, "err", err)
 		}
-		changed, err := k.Reload()
-		k.mu.Lock()
-		switch {
-		case err != nil:
-			if msg := err.Error(); msg != k.fileErr {
-				k.fileErr = msg
-				k.log.Warn("cannot re-read the API keys file; keeping the keys loaded before", "file", k.file, "err", err)
-			}
-		case changed:
-			k.fileErr = ""
-			k.log.Info("API keys file re-read", "file", k.file, "keys", k.Len())
-		default:
-			k.fileErr = ""
-		}
-		k.mu.Unlock()
+	case changed:
+		k.fileErr = ""
+		k.log.Info("API keys file re-read", "file", k.file, "keys", k.Len())
+	default:
+		k.fileErr = ""
 	}
 }
 
