@@ -14,10 +14,10 @@ const ReopenEvery = time.Second
 // Live holds the lookup indexes of one generation for as long as the
 // generation is open, and keeps them up to date: an append sync grows the
 // generation and then has the writer rebuild its indexes under the same
-// names, so while an index covers other than the records the header counts, Live
-// opens the files again (at most every ReopenEvery). Indexes it replaced
-// close once the last request using them releases them. It is safe for
-// concurrent use.
+// names, so while an index covers other than the records the header
+// counts, Live opens the files again (at most every ReopenEvery). Indexes
+// it replaced close once the last request using them releases them. It is
+// safe for concurrent use.
 type Live struct {
 	dir string
 
